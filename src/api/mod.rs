@@ -1,0 +1,3 @@
+//! The Defender incidents API client: wire types, credentials, pacing, retries and errors.
+
+pub mod wire;

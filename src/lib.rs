@@ -1,0 +1,8 @@
+//! incidentops: manage Microsoft Defender XDR incidents as code.
+//!
+//! The pipeline, in order: load desired state (files or a git revision) → validate (schema and
+//! the determination rule) → fetch current state → diff → plan → apply.
+
+pub mod api;
+pub mod model;
+pub mod sandbox;
