@@ -4,5 +4,8 @@
 //! the determination rule) → fetch current state → diff → plan → apply.
 
 pub mod api;
+pub mod cli;
 pub mod model;
 pub mod sandbox;
+pub mod source;
+pub mod validate;

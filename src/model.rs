@@ -110,6 +110,8 @@ api_names!(Determination {
         }
     )
 )]
+// Optional fields are described by their inner type (`with = ...`): an absent field is
+// unmanaged, and an explicit `null` is almost always a half-finished edit, so the schema refuses it.
 pub struct DesiredIncident {
     /// The incident id (`incidentId` in the API).
     #[schemars(title = "Incident id", range(min = 1))]
@@ -117,34 +119,32 @@ pub struct DesiredIncident {
 
     /// The desired status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Status")]
+    #[schemars(title = "Status", with = "Status")]
     pub status: Option<Status>,
 
     /// The owner of the incident, usually a user principal name such as `secop2@contoso.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Assigned to", length(min = 1))]
+    #[schemars(title = "Assigned to", with = "String", length(min = 1))]
     pub assigned_to: Option<String>,
 
     /// The analyst's classification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Classification")]
+    #[schemars(title = "Classification", with = "Classification")]
     pub classification: Option<Classification>,
 
-    /// What the incident turned out to be. Values other than `NotAvailable` require
-    /// `classification: TruePositive`.
+    /// What the incident turned out to be. Values other than `NotAvailable` require `classification: TruePositive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Determination")]
+    #[schemars(title = "Determination", with = "Determination")]
     pub determination: Option<Determination>,
 
     /// The whole desired set of tags: tags not listed are removed. Order and duplicates do not matter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Tags", inner(length(min = 1)))]
+    #[schemars(title = "Tags", with = "Vec<String>", inner(length(min = 1)))]
     pub tags: Option<Vec<String>>,
 
-    /// Comments that must exist on the incident. Append-only: each listed comment the incident
-    /// does not have yet (exact text) is added; comments not listed are left alone.
+    /// Comments that must exist on the incident. Append-only: each listed comment the incident does not have yet (exact text) is added; comments not listed are left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(title = "Comments", inner(length(min = 1)))]
+    #[schemars(title = "Comments", with = "Vec<String>", inner(length(min = 1)))]
     pub comments: Option<Vec<String>>,
 }
 
