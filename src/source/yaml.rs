@@ -136,6 +136,9 @@ fn error_message(error: &serde_saphyr::Error) -> String {
         format!(
             "{detail}: the file goes beyond what an incident file needs (YAML aliases, nesting or size); write the values out plainly"
         )
+    } else if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        format!("duplicate key `{key}`: each field may appear only once per incident")
     } else {
         message.to_string()
     }
