@@ -316,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn every_field_and_enum_value_parses() {
+        use crate::model::Status;
+        let validator = SchemaValidator::new().unwrap();
+        for status in Status::ALL {
+            for classification in Classification::ALL {
+                let text = format!(
+                    "id: 9\nstatus: {status}\nassignedTo: a@b.c\nclassification: {classification}\ndetermination: NotAvailable\ntags: [x, y]\ncomments: [\"c 1\"]\n"
+                );
+                let doc = &parse_documents(&text).unwrap()[0];
+                let incident = validator.check(doc).unwrap();
+                assert_eq!(incident.id, 9);
+                assert_eq!(incident.status, Some(*status));
+                assert_eq!(incident.classification, Some(*classification));
+                assert_eq!(incident.determination, Some(Determination::NotAvailable));
+                assert_eq!(incident.assigned_to.as_deref(), Some("a@b.c"));
+                assert_eq!(incident.tags, Some(vec!["x".to_string(), "y".to_string()]));
+                assert_eq!(incident.comments, Some(vec!["c 1".to_string()]));
+            }
+        }
+        for determination in Determination::ALL {
+            let text =
+                format!("id: 9\nclassification: TruePositive\ndetermination: {determination}\n");
+            let doc = &parse_documents(&text).unwrap()[0];
+            assert_eq!(
+                validator.check(doc).unwrap().determination,
+                Some(*determination)
+            );
+        }
+    }
+
+    #[test]
     fn non_mapping_document_is_an_error() {
         let errors = errors("- id: 1\n");
         assert!(

@@ -169,17 +169,11 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
             .as_ref()
             .ok_or_else(|| not_in_git(&options.repo, "--changed-since"))?;
         let changes = repo.changed_since(base, options.rev.as_deref())?;
-        let selected: BTreeSet<&str> = state
-            .files
-            .iter()
-            .map(|f| f.path.as_str())
-            .filter(|path| changes.changed.contains(*path))
-            .collect();
-        let selected_files: Vec<usize> = state
+        let selected_files: BTreeSet<usize> = state
             .files
             .iter()
             .enumerate()
-            .filter(|(_, f)| selected.contains(f.path.as_str()))
+            .filter(|(_, f)| changes.changed.contains(&f.path))
             .map(|(i, _)| i)
             .collect();
         let selected_display: BTreeSet<String> = selected_files
@@ -203,12 +197,15 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
         state.deleted = changes.deleted;
     }
 
+    let by_display: HashMap<&str, &SourceFile> = state
+        .files
+        .iter()
+        .map(|f| (f.display.as_str(), f))
+        .collect();
     for diagnostic in &mut state.diagnostics {
         if diagnostic.line_text.is_none() {
-            diagnostic.line_text = state
-                .files
-                .iter()
-                .find(|f| f.display == diagnostic.file)
+            diagnostic.line_text = by_display
+                .get(diagnostic.file.as_str())
                 .and_then(|f| source_line(&f.text, diagnostic.pos.line));
         }
     }
