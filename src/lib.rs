@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod model;
 pub mod sandbox;
 pub mod source;
