@@ -1037,8 +1037,9 @@ async fn fault_run(seed: u64) -> (Vec<Option<Fault>>, Vec<Option<u16>>) {
         ..Faults::default()
     };
     let emulator = start(config).await;
+    let client = http();
     for _ in 0..200 {
-        let result = http()
+        let result = client
             .get(format!("{}/api/incidents/924565", emulator.url()))
             .bearer_auth(TOKEN)
             .send()
@@ -1351,6 +1352,33 @@ async fn state_is_saved_on_shutdown_and_reloads_with_unknown_fields() {
     let original = incidentops::sandbox::documented_incidents();
     assert_eq!(emulator.incident(924565).unwrap(), original[0]);
     assert_eq!(emulator.incident(924518).unwrap(), original[2]);
+}
+
+#[tokio::test]
+async fn persistent_sandbox_is_seeded_once_then_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".incidentops").join("sandbox.json");
+    let mut first = EmulatorConfig::load_or_seed(&path, 20, 3).unwrap();
+    assert!(path.exists(), "seed data written on first use");
+    assert_eq!(first.incidents.len(), 23);
+    first.credentials = Credentials::default().with_static_token(TOKEN);
+    let emulator = start(first).await;
+    patch(
+        &emulator,
+        FIRST_GENERATED_ID,
+        json!({"tags": ["converged"]}),
+    )
+    .await;
+    emulator.shutdown().await.unwrap();
+
+    let second = EmulatorConfig::load_or_seed(&path, 20, 3).unwrap();
+    let incident = second
+        .incidents
+        .iter()
+        .find(|i| i["incidentId"] == FIRST_GENERATED_ID)
+        .unwrap();
+    assert_eq!(incident["tags"], json!(["converged"]));
+    assert_eq!(second.persist_to.as_deref(), Some(path.as_path()));
 }
 
 #[tokio::test]

@@ -160,6 +160,18 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The client-side convention of SPEC §3: `n` list and PATCH calls a minute, twice that for
+    /// GET by id, and `per_hour` calls an hour in all.
+    pub fn per_minute(n: u32, per_hour: u32) -> Self {
+        Limits {
+            list_per_minute: n,
+            get_per_minute: n.saturating_mul(2),
+            patch_per_minute: n,
+            per_hour,
+            ..Limits::default()
+        }
+    }
+
     /// No throttling at all (page size stays 100).
     pub fn unlimited() -> Self {
         Limits {
@@ -364,6 +376,23 @@ impl EmulatorConfig {
     /// Incidents from a file shaped like `incidents-list.json` (`{"value": [...]}`).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SandboxError> {
         Ok(EmulatorConfig::new(state::load_incidents(path.as_ref())?))
+    }
+
+    /// A persistent sandbox (the CLI's `--sandbox`): the state in `path` if it exists, else the
+    /// documented incidents plus `n` generated ones, written there first. Saved back to `path`
+    /// on shutdown.
+    pub fn load_or_seed(path: impl AsRef<Path>, n: usize, seed: u64) -> Result<Self, SandboxError> {
+        let path = path.as_ref();
+        let mut config = if path.exists() {
+            EmulatorConfig::from_file(path)?
+        } else {
+            let config = EmulatorConfig::seeded(n, seed);
+            state::save_incidents(path, &config.incidents)?;
+            config
+        };
+        config.seed = seed;
+        config.persist_to = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The documented incidents followed by `n` generated ones.

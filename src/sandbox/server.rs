@@ -577,7 +577,8 @@ impl Drop for Emulator {
 }
 
 impl Emulator {
-    /// Binds `listen` (use port 0 for any free port) and starts serving.
+    /// Binds `listen` (use port 0 for any free port) and starts serving on the current tokio
+    /// runtime. Fails on invalid fault rates, bad incident data, or an address in use.
     pub async fn start(
         config: EmulatorConfig,
         listen: SocketAddr,
