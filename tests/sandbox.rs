@@ -220,6 +220,11 @@ async fn list_pages_with_top_skip_and_next_link() {
         }
     }
     assert_eq!(pages, 3);
+    // What the emulator serves is what the client's wire types read.
+    let typed: incidentops::api::wire::IncidentPage =
+        serde_json::from_value(list(&emulator, &[("$top", "2")]).await.body).unwrap();
+    assert_eq!(typed.value.len(), 2);
+    assert!(typed.next_link.is_some_and(|l| l.contains("$skip=2")));
     assert_eq!(seen.len(), 253);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 253);
     assert_eq!(seen[0], FIRST_GENERATED_ID + 249, "newest generated first");
@@ -674,6 +679,27 @@ async fn patch_of_an_unknown_incident_is_404() {
         "NotFound",
         "42",
     );
+}
+
+#[tokio::test]
+async fn concurrent_patches_all_apply_with_distinct_increasing_stamps() {
+    let emulator = std::sync::Arc::new(start(config()).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let emulator = std::sync::Arc::clone(&emulator);
+        tasks.spawn(async move {
+            patch(&emulator, 924518, json!({"comment": format!("note {n}")}))
+                .await
+                .status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let incident = emulator.incident(924518).unwrap();
+    assert_eq!(incident["comments"].as_array().unwrap().len(), 20);
+    // 20 bumps at one clock reading: 19 ticks of 100 ns after the first.
+    assert_eq!(incident["lastUpdateTime"], "2024-06-01T00:00:00.0000019Z");
 }
 
 #[tokio::test]
