@@ -1525,3 +1525,76 @@ async fn one_hundred_thousand_generated_incidents_are_served() {
         FIRST_GENERATED_ID + 54_321
     );
 }
+
+// --- the `incidentops sandbox` command -----------------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("state.json");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/incidents-list.json"
+        ),
+        &data,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_incidentops"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--persist", "--data"])
+        .arg(&data)
+        .env_clear()
+        .env("INCIDENTOPS_TOKEN", "cli-test-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let client = http();
+    let response = client
+        .patch(format!("{url}/api/incidents/924565"))
+        .bearer_auth("cli-test-token")
+        .json(&json!({"status": "Resolved", "comment": "from the cli test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let unauthorized = client
+        .get(format!("{url}/api/incidents"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    let incident = saved["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["incidentId"] == 924565)
+        .unwrap();
+    assert_eq!(incident["status"], "Resolved");
+    assert_eq!(incident["comments"].as_array().unwrap().len(), 2);
+    assert!(
+        !incident["alerts"].as_array().unwrap().is_empty(),
+        "unknown fields survive"
+    );
+}

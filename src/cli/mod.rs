@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per command, and the error type that decides
 //! the exit code.
 
+mod sandbox;
 mod schema;
 mod validate;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the JSON Schema of a desired-state document.
     Schema(schema::SchemaArgs),
+    /// Serve a local emulator of the Defender incidents API (for trying the tool and for tests).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Where desired state is read from: shared by every command that reads it.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Sandbox(args) => sandbox::run(&args),
     };
     match result {
         Ok(code) => code,
