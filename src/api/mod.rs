@@ -1,3 +1,21 @@
 //! The Defender incidents API client: wire types, credentials, pacing, retries and errors.
+//!
+//! [`Client`] is the entry point: built from an [`ApiConfig`] (validated base URL, quotas,
+//! retry policy, clock) and [`Credentials`] (resolved from the environment).
 
+pub mod auth;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod retry;
+pub mod throttle;
 pub mod wire;
+
+pub use auth::{Credentials, Secret};
+pub use client::{CallStats, Client, USER_AGENT};
+pub use clock::{Clock, TokioClock, VirtualClock};
+pub use config::{ApiConfig, DEFAULT_API_URL};
+pub use error::{ApiError, AuthError, TransportKind};
+pub use retry::RetryPolicy;
+pub use throttle::{CallKind, Limits, Throttle};
