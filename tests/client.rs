@@ -173,9 +173,15 @@ async fn throttled_call_honours_seconds_found_in_the_body() {
     mount_once_then_ok(&server, throttled(body), 1).await;
     let (client, clock) = client(&server);
 
+    let logs = captured_logs();
     client.get(1).await.unwrap();
 
     assert_eq!(clock.sleeps(), vec![Duration::from_secs(12)]);
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("throttled by the API, resuming in 12 s"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
@@ -278,6 +284,47 @@ async fn expired_token_is_refreshed_once_after_a_401_and_the_call_retried() {
     }
     assert_eq!(client.stats().get, 2);
     assert_eq!(client.stats().token_requests, 2);
+}
+
+#[tokio::test]
+async fn token_endpoint_outage_is_retried_but_a_rejected_secret_is_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(token_answer("tok-after-outage", 3599))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": "invalid_grant", "error_description": "AADSTS70021: no match"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(bearer_token("tok-after-outage"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let clock = Arc::new(VirtualClock::new(wall_start()));
+    let client = Client::new(config(&server, &clock), secret_credentials(&server)).unwrap();
+
+    let error = client.get(1).await.unwrap_err();
+
+    // 503 → retried → token; its 401 → one refresh, which Entra refuses: not retried.
+    assert_eq!(requests_to(&server, "POST", TOKEN_PATH).await.len(), 3);
+    assert!(error.to_string().contains("invalid_grant"), "{error}");
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(2)]);
 }
 
 #[tokio::test]

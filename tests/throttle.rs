@@ -38,7 +38,12 @@ fn busiest_window(times: &[Duration], window: Duration) -> usize {
     let mut sorted = times.to_vec();
     sorted.sort();
     (0..sorted.len())
-        .map(|i| sorted[i..].iter().take_while(|t| **t < sorted[i] + window).count())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|t| **t < sorted[i] + window)
+                .count()
+        })
         .max()
         .unwrap_or(0)
 }
@@ -92,7 +97,12 @@ async fn mixed_methods_share_the_hourly_budget_and_keep_their_own_minute_quota()
     let throttle = Throttle::new(Limits::from_quota(50, 120));
     let mut kinds = Vec::new();
     for _ in 0..50 {
-        kinds.extend([CallKind::List, CallKind::Get, CallKind::Get, CallKind::Patch]);
+        kinds.extend([
+            CallKind::List,
+            CallKind::Get,
+            CallKind::Get,
+            CallKind::Patch,
+        ]);
     }
     let sent = run_queued(&throttle, kinds).await;
     let all = times_of(&sent, None);

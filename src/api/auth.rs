@@ -298,7 +298,25 @@ impl TokenSource {
         Ok(Some(token))
     }
 
+    /// Requests a token, retrying transient failures (transport, 429, 5xx) a few times: a token
+    /// request changes nothing, so it is always safe to repeat.
     async fn request_token(&self) -> Result<CachedToken, ApiError> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.request_token_once().await {
+                Err(ApiError::Auth(error)) if attempt < ATTEMPTS && is_transient(&error) => {
+                    let delay = Duration::from_secs(1 << attempt);
+                    tracing::warn!("{error}; retrying in {} s", delay.as_secs());
+                    self.clock.sleep(delay).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn request_token_once(&self) -> Result<CachedToken, ApiError> {
         let endpoint = self.credentials.token_endpoint().ok_or_else(|| {
             ApiError::Config("these credentials have no token endpoint".to_owned())
         })?;
@@ -385,6 +403,14 @@ impl TokenSource {
             token: Secret::new(token),
             refresh_at: started + refresh_margin(lifetime),
         })
+    }
+}
+
+fn is_transient(error: &AuthError) -> bool {
+    match error {
+        AuthError::Transport { .. } => true,
+        AuthError::TokenEndpoint { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
     }
 }
 

@@ -112,7 +112,7 @@ enum CallError {
     Ambiguous(ApiError),
 }
 
-/// Retry bookkeeping of one logical call.
+/// Retry bookkeeping of one logical call (`waited` counts 429 pauses and backoff, not pacing).
 #[derive(Default)]
 struct Budget {
     failures: u32,
@@ -356,8 +356,8 @@ impl Client {
         let retry = &self.inner.retry;
         let mut refreshed = false;
         loop {
+            // Pacing waits are not retry waits: only the latter count against `max_wait`.
             let waited = self.inner.throttle.acquire(call.kind).await;
-            budget.waited += waited;
             self.stats_lock().waited += waited;
             let token = self.inner.tokens.token().await.map_err(CallError::Final)?;
             self.count(call.kind);
@@ -406,6 +406,7 @@ impl Client {
                     if budget.waited + delay > retry.max_wait {
                         return Err(CallError::Final(error));
                     }
+                    budget.waited += delay;
                     self.inner.throttle.pause_for(delay);
                     tracing::info!("throttled by the API, resuming in {}", seconds(delay));
                 }

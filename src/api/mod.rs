@@ -2,6 +2,10 @@
 //!
 //! [`Client`] is the entry point: built from an [`ApiConfig`] (validated base URL, quotas,
 //! retry policy, clock) and [`Credentials`] (resolved from the environment).
+//!
+//! Every deliberate wait goes through a [`Clock`] (see [`clock`] for why tests use a virtual
+//! one against loopback servers instead of pausing tokio time); per-request timeouts stay on
+//! real tokio time.
 
 pub mod auth;
 pub mod client;
