@@ -928,3 +928,103 @@ async fn secrets_never_appear_in_trace_logs_debug_output_or_errors() {
         }
     }
 }
+
+/// A bare HTTP/1.1 server on loopback: the first connection reads one request and closes
+/// without answering (the request reached the server, the answer never came); later
+/// connections answer every request with `answer`. Returns the URL and the request lines seen.
+async fn server_that_drops_the_first_answer(answer: Value) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let body = answer.to_string();
+        let mut first = true;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let drop_it = std::mem::replace(&mut first, false);
+            let log = log.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() < end + 4 + length {
+                        continue;
+                    }
+                    log.lock()
+                        .unwrap()
+                        .push(text.lines().next().unwrap_or("").to_owned());
+                    buffer.drain(..end + 4 + length);
+                    if drop_it {
+                        return;
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn patch_whose_connection_closed_after_sending_is_reread_not_resent() {
+    let mut landed = incident(5);
+    landed["status"] = json!("Resolved");
+    landed["comments"] = json!([{"comment": "pen testing"}]);
+    let (url, seen) = server_that_drops_the_first_answer(landed).await;
+    let clock = Arc::new(VirtualClock::new(wall_start()));
+    let config = ApiConfig::new(&url).unwrap().with_clock(clock.clone());
+    let client = Client::new(config, Credentials::Token(Secret::new(TOKEN))).unwrap();
+
+    let result = client.patch(5, &comment_update()).await.unwrap();
+
+    assert_eq!(result.comments.len(), 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "PATCH /api/incidents/5 HTTP/1.1",
+            "GET /api/incidents/5 HTTP/1.1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn get_whose_connection_closed_is_simply_retried() {
+    let (url, seen) = server_that_drops_the_first_answer(incident(5)).await;
+    let clock = Arc::new(VirtualClock::new(wall_start()));
+    let config = ApiConfig::new(&url).unwrap().with_clock(clock.clone());
+    let client = Client::new(config, Credentials::Token(Secret::new(TOKEN))).unwrap();
+
+    let found = client.get(5).await.unwrap();
+
+    assert!(found.is_some());
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(clock.sleeps().len(), 1);
+}

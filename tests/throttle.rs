@@ -177,3 +177,71 @@ async fn a_shorter_pause_never_shortens_a_longer_one() {
     throttle.acquire(CallKind::List).await;
     assert_eq!(Instant::now() - start, Duration::from_secs(30));
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind_strategy() -> impl Strategy<Value = CallKind> {
+        prop_oneof![
+            Just(CallKind::List),
+            Just(CallKind::Get),
+            Just(CallKind::Patch)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the arrivals and quotas: no window is exceeded, and no call waits when
+        /// every window it belongs to has room (not slower than needed).
+        #[test]
+        fn windows_are_never_exceeded_and_free_slots_are_used_at_once(
+            per_minute in 1u32..6,
+            per_hour in 1u32..25,
+            calls in proptest::collection::vec((kind_strategy(), 0u64..400), 1..60),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let limits = Limits::from_quota(per_minute, per_hour);
+            let sent = runtime.block_on(async {
+                let throttle = Throttle::new(limits);
+                let start = Instant::now();
+                let mut sent = Vec::new();
+                for (kind, gap) in calls {
+                    tokio::time::sleep(Duration::from_secs(gap)).await;
+                    let arrived = Instant::now() - start;
+                    throttle.acquire(kind).await;
+                    sent.push((kind, arrived, Instant::now() - start));
+                }
+                sent
+            });
+
+            let all: Vec<Duration> = sent.iter().map(|(_, _, at)| *at).collect();
+            prop_assert!(busiest_window(&all, HOUR) <= per_hour as usize);
+            for kind in CallKind::ALL {
+                let times: Vec<Duration> =
+                    sent.iter().filter(|(k, _, _)| *k == kind).map(|(_, _, at)| *at).collect();
+                prop_assert!(busiest_window(&times, MINUTE) <= limits.per_minute(kind) as usize);
+            }
+            for (i, (kind, arrived, at)) in sent.iter().enumerate() {
+                if at > arrived {
+                    // It waited: at the send instant minus a hair, some window was full.
+                    let before = &sent[..i];
+                    let in_window = |window: Duration, same_kind: bool| {
+                        before
+                            .iter()
+                            .filter(|(k, _, t)| (!same_kind || k == kind) && *t + window > *at - Duration::from_millis(1))
+                            .count()
+                    };
+                    let minute_full = in_window(MINUTE, true) >= limits.per_minute(*kind) as usize;
+                    let hour_full = in_window(HOUR, false) >= per_hour as usize;
+                    prop_assert!(minute_full || hour_full, "call {} waited without need", i);
+                }
+            }
+        }
+    }
+}
