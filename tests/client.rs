@@ -1028,3 +1028,37 @@ async fn get_whose_connection_closed_is_simply_retried() {
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert_eq!(clock.sleeps().len(), 1);
 }
+
+/// Paused tokio time with a real socket: safe here because no request timeout is set (a paused
+/// clock auto-advances while the runtime waits on the socket).
+#[tokio::test(start_paused = true)]
+async fn a_429_pauses_every_task_sharing_the_client() {
+    let server = MockServer::start().await;
+    mount_once_then_ok(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "30"),
+        1,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/incidents/2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(incident(2)))
+        .mount(&server)
+        .await;
+    let config = ApiConfig::new(&server.uri())
+        .unwrap()
+        .with_request_timeout(None)
+        .with_connect_timeout(None);
+    let told = Client::new(config, Credentials::Token(Secret::new(TOKEN))).unwrap();
+    let other = told.clone();
+
+    let first = tokio::spawn(async move { told.get(1).await });
+    while other.stats().throttled == 0 {
+        tokio::task::yield_now().await;
+    }
+    other.get(2).await.unwrap();
+    first.await.unwrap().unwrap();
+
+    // Both the task that was told and the other one waited the 30 s pause.
+    assert_eq!(other.stats().waited, Duration::from_secs(60));
+}

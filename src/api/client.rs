@@ -49,6 +49,22 @@ impl CallStats {
     }
 }
 
+impl fmt::Display for CallStats {
+    /// One line for summaries: `12 API calls (list 2, get 0, patch 10), 1 throttled (429), waited 3 s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} API calls (list {}, get {}, patch {}), {} throttled (429), waited {}",
+            self.calls(),
+            self.list,
+            self.get,
+            self.patch,
+            self.throttled,
+            seconds(self.waited)
+        )
+    }
+}
+
 /// A client of the Defender incidents API. Cheap to clone: clones share the connection pool,
 /// the token cache, the throttle (windows and 429 pause) and the statistics.
 #[derive(Clone)]
@@ -644,6 +660,21 @@ mod tests {
     fn waits_are_shown_in_whole_seconds_rounded_up() {
         assert_eq!(seconds(Duration::from_secs(12)), "12 s");
         assert_eq!(seconds(Duration::from_millis(1_200)), "2 s");
+    }
+
+    #[test]
+    fn stats_read_as_one_summary_line() {
+        let stats = CallStats {
+            list: 2,
+            patch: 10,
+            throttled: 1,
+            waited: Duration::from_secs(3),
+            ..CallStats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "12 API calls (list 2, get 0, patch 10), 1 throttled (429), waited 3 s"
+        );
     }
 
     #[test]
