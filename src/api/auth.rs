@@ -396,7 +396,7 @@ impl TokenSource {
             .expires_in
             .as_ref()
             .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .map(Duration::from_secs)
+            .map(|seconds| Duration::from_secs(seconds.min(86_400)))
             .unwrap_or(Duration::from_secs(3600));
         tracing::debug!(valid_for_s = lifetime.as_secs(), "access token obtained");
         Ok(CachedToken {

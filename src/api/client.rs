@@ -114,11 +114,15 @@ impl Call {
     }
 }
 
-/// A 2xx answer.
+/// What the API answered to one attempt.
 struct Answer {
     status: u16,
+    headers: HeaderMap,
     body: Vec<u8>,
 }
+
+/// An attempt that got no answer, classified for retrying.
+type NoAnswer = (Failure, ApiError);
 
 /// Why [`Client::execute`] stopped without a 2xx answer.
 enum CallError {
@@ -325,7 +329,7 @@ impl Client {
                 return Err(error);
             }
             let delay = self.backoff_delay(budget.failures - 1);
-            if budget.waited + delay > self.inner.retry.max_wait {
+            if budget.waited.saturating_add(delay) > self.inner.retry.max_wait {
                 return Err(error);
             }
             tracing::warn!(
@@ -376,18 +380,16 @@ impl Client {
             let waited = self.inner.throttle.acquire(call.kind).await;
             self.stats_lock().waited += waited;
             let token = self.inner.tokens.token().await.map_err(CallError::Final)?;
+            let authorization = bearer_header(&token).map_err(CallError::Final)?;
             self.count(call.kind);
-            let (failure, error, headers, body) = match self.send_once(call, &token).await {
-                Ok((status, _, body)) if (200..300).contains(&status) => {
-                    return Ok(Answer { status, body });
-                }
-                Ok((status, headers, body)) => (
-                    Failure::Status(status),
-                    api_error(call, status, &body),
-                    headers,
-                    body,
+            let (failure, error, answer) = match self.send_once(call, authorization).await {
+                Ok(answer) if (200..300).contains(&answer.status) => return Ok(answer),
+                Ok(answer) => (
+                    Failure::Status(answer.status),
+                    api_error(call, answer.status, &answer.body),
+                    Some(answer),
                 ),
-                Err((failure, error)) => (failure, error, HeaderMap::new(), Vec::new()),
+                Err((failure, error)) => (failure, error, None),
             };
             match classify(call.kind, failure) {
                 Decision::Fail => return Err(CallError::Final(error)),
@@ -415,11 +417,13 @@ impl Client {
                     if budget.throttled > retry.max_throttled {
                         return Err(CallError::Final(error));
                     }
-                    let hint = throttle_hint(&headers, &body, self.inner.clock.system_now());
+                    let hint = answer.as_ref().and_then(|a| {
+                        throttle_hint(&a.headers, &a.body, self.inner.clock.system_now())
+                    });
                     let delay = hint
                         .unwrap_or_else(|| self.backoff_delay(budget.throttled - 1))
                         .max(Duration::from_secs(1));
-                    if budget.waited + delay > retry.max_wait {
+                    if budget.waited.saturating_add(delay) > retry.max_wait {
                         return Err(CallError::Final(error));
                     }
                     budget.waited += delay;
@@ -432,7 +436,7 @@ impl Client {
                         return Err(CallError::Final(error));
                     }
                     let delay = self.backoff_delay(budget.failures - 1);
-                    if budget.waited + delay > retry.max_wait {
+                    if budget.waited.saturating_add(delay) > retry.max_wait {
                         return Err(CallError::Final(error));
                     }
                     tracing::warn!("{error}; retrying in {}", seconds(delay));
@@ -442,25 +446,8 @@ impl Client {
         }
     }
 
-    /// One attempt: status, headers and body, or a transport failure.
-    #[allow(clippy::type_complexity)]
-    async fn send_once(
-        &self,
-        call: &Call,
-        token: &Secret,
-    ) -> Result<(u16, HeaderMap, Vec<u8>), (Failure, ApiError)> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                (
-                    Failure::Status(401),
-                    ApiError::Config(
-                        "the bearer token holds characters not allowed in an HTTP header"
-                            .to_owned(),
-                    ),
-                )
-            })?;
-        // Keeps the token out of any Debug output of the request (hyper/h2 trace logs).
-        authorization.set_sensitive(true);
+    /// One attempt: the answer, whatever its status, or a transport failure.
+    async fn send_once(&self, call: &Call, authorization: HeaderValue) -> Result<Answer, NoAnswer> {
         let method = match call.kind {
             CallKind::List | CallKind::Get => Method::GET,
             CallKind::Patch => Method::PATCH,
@@ -492,7 +479,11 @@ impl Client {
             call.path(),
             started.elapsed().as_millis()
         );
-        Ok((status, headers, body.to_vec()))
+        Ok(Answer {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiError> {
@@ -558,6 +549,18 @@ impl Client {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive so no `Debug` output of the request
+/// (hyper or h2 trace logs) can show it.
+fn bearer_header(token: &Secret) -> Result<HeaderValue, ApiError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+        ApiError::Config(
+            "the bearer token holds characters not allowed in an HTTP header".to_owned(),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn parse<T: DeserializeOwned>(call: &Call, answer: &Answer) -> Result<T, ApiError> {

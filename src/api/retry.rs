@@ -17,6 +17,9 @@ use super::error::TransportKind;
 use super::throttle::CallKind;
 use super::wire::{ErrorBody, Incident, IncidentUpdate};
 
+/// The longest wait a throttling hint is taken at (a day); longer hints are clamped.
+pub const MAX_HINT: Duration = Duration::from_secs(86_400);
+
 /// Bounds on retrying one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -151,10 +154,14 @@ pub fn throttle_hint(headers: &HeaderMap, body: &[u8], now: SystemTime) -> Optio
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_HINT));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_HINT),
+    )
 }
 
 /// A time ("... after 2026-12-04T10:00:00Z") or a number of seconds or minutes ("Try again in
@@ -167,7 +174,11 @@ pub fn parse_body_hint(message: &str, now: SystemTime) -> Option<Duration> {
     for word in &words {
         if let Some(at) = parse_timestamp(word.trim_end_matches('.')) {
             let at = SystemTime::from(at);
-            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+            return Some(
+                at.duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_HINT),
+            );
         }
     }
     for pair in words.windows(2) {
@@ -183,7 +194,7 @@ pub fn parse_body_hint(message: &str, now: SystemTime) -> Option<Duration> {
             "min" | "mins" | "minute" | "minutes" => amount * 60.0,
             _ => continue,
         };
-        return Duration::try_from_secs_f64(seconds.min(86_400.0)).ok();
+        return Duration::try_from_secs_f64(seconds.min(MAX_HINT.as_secs_f64())).ok();
     }
     None
 }
@@ -332,6 +343,10 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(MAX_HINT)
+        );
     }
 
     #[test]

@@ -154,7 +154,11 @@ impl Throttle {
 
     /// Holds every call back for `duration` from now; returns the instant calls resume.
     pub fn pause_for(&self, duration: Duration) -> Instant {
-        let until = self.inner.clock.now() + duration;
+        // Waits are clamped to a day well before this point; saturate rather than panic anyway.
+        let now = self.inner.clock.now();
+        let until = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         self.pause_until(until);
         until
     }
