@@ -6,6 +6,19 @@
 //! Every deliberate wait goes through a [`Clock`] (see [`clock`] for why tests use a virtual
 //! one against loopback servers instead of pausing tokio time); per-request timeouts stay on
 //! real tokio time.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), incidentops::api::ApiError> {
+//! use incidentops::api::{ApiConfig, Client, Credentials, Limits};
+//!
+//! let config = ApiConfig::new("https://api.security.microsoft.com")?
+//!     .with_limits(Limits::from_quota(50, 1500));
+//! let client = Client::new(config, Credentials::from_env()?)?;
+//! let active = client.list(Some("status eq 'Active'")).await?;
+//! eprintln!("{} incidents; {}", active.len(), client.stats());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod auth;
 pub mod client;
