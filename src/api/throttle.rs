@@ -1,0 +1,270 @@
+//! Client-side pacing under the API's documented quotas, so a long apply is not throttled.
+//!
+//! Exact sliding-window logs, not a token bucket: in any 60 s window at most the per-minute quota
+//! of a method is sent, in any 3600 s window at most the hourly quota (shared by all methods),
+//! and a queue of work runs exactly at the quota (the k-th call waits until the window frees).
+//! A `429` sets a shared "paused until" instant that every task using the throttle honours.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::clock::{Clock, TokioClock};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The kinds of call the API meters separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// `GET /api/incidents`
+    List,
+    /// `GET /api/incidents/{id}`
+    Get,
+    /// `PATCH /api/incidents/{id}`
+    Patch,
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 3] = [CallKind::List, CallKind::Get, CallKind::Patch];
+
+    fn index(self) -> usize {
+        match self {
+            CallKind::List => 0,
+            CallKind::Get => 1,
+            CallKind::Patch => 2,
+        }
+    }
+}
+
+/// Call quotas. A quota of 0 is treated as 1 (a throttle that never lets anything through
+/// would hang); the command line should refuse 0 before it gets here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub list_per_minute: u32,
+    pub get_per_minute: u32,
+    pub patch_per_minute: u32,
+    /// Shared by every call.
+    pub per_hour: u32,
+}
+
+impl Default for Limits {
+    /// The documented quotas of the Defender incidents API.
+    fn default() -> Self {
+        Limits::from_quota(50, 1500)
+    }
+}
+
+impl Limits {
+    /// `per_minute` is the quota of list and PATCH; GET by id keeps its documented ratio (2×).
+    pub fn from_quota(per_minute: u32, per_hour: u32) -> Self {
+        Limits {
+            list_per_minute: per_minute,
+            get_per_minute: per_minute.saturating_mul(2),
+            patch_per_minute: per_minute,
+            per_hour,
+        }
+    }
+
+    /// The per-minute quota of one kind of call.
+    pub fn per_minute(&self, kind: CallKind) -> u32 {
+        match kind {
+            CallKind::List => self.list_per_minute,
+            CallKind::Get => self.get_per_minute,
+            CallKind::Patch => self.patch_per_minute,
+        }
+    }
+}
+
+/// Paces calls; cheap to clone, clones share their windows and pause.
+#[derive(Clone)]
+pub struct Throttle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    /// One FIFO queue per kind: waiters of a kind are served in arrival order, and a PATCH
+    /// waiting for its per-minute slot does not hold back a GET that may go now.
+    queues: [tokio::sync::Mutex<()>; 3],
+    windows: Mutex<Windows>,
+}
+
+#[derive(Default)]
+struct Windows {
+    minute: [VecDeque<Instant>; 3],
+    hour: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Throttle")
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Throttle {
+    /// A throttle on tokio time.
+    pub fn new(limits: Limits) -> Self {
+        Throttle::with_clock(limits, Arc::new(TokioClock))
+    }
+
+    pub fn with_clock(limits: Limits, clock: Arc<dyn Clock>) -> Self {
+        Throttle {
+            inner: Arc::new(Inner {
+                limits,
+                clock,
+                queues: Default::default(),
+                windows: Mutex::new(Windows::default()),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Waits until a call of `kind` may be sent, records it as sent, and returns how long this
+    /// call waited (queueing included).
+    pub async fn acquire(&self, kind: CallKind) -> Duration {
+        let clock = &self.inner.clock;
+        let start = clock.now();
+        let _turn = self.inner.queues[kind.index()].lock().await;
+        loop {
+            let now = clock.now();
+            let ready_at = self.windows().take_slot(kind, now, &self.inner.limits);
+            match ready_at {
+                None => return clock.now().saturating_duration_since(start),
+                Some(at) => clock.sleep(at.saturating_duration_since(now)).await,
+            }
+        }
+    }
+
+    /// Holds every call back until `until` (extends an existing pause, never shortens it).
+    pub fn pause_until(&self, until: Instant) {
+        let mut windows = self.windows();
+        windows.paused_until = Some(windows.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Holds every call back for `duration` from now; returns the instant calls resume.
+    pub fn pause_for(&self, duration: Duration) -> Instant {
+        // Waits are clamped to a day well before this point; saturate rather than panic anyway.
+        let now = self.inner.clock.now();
+        let until = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
+        self.pause_until(until);
+        until
+    }
+
+    /// The instant calls resume, if a pause is still in force.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let now = self.inner.clock.now();
+        self.windows().paused_until.filter(|p| *p > now)
+    }
+
+    fn windows(&self) -> MutexGuard<'_, Windows> {
+        // Windows hold plain data and are consistent between statements: a poisoned lock
+        // (a panic elsewhere) does not make them wrong.
+        self.inner
+            .windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Windows {
+    /// Records a send at `now` and returns `None` if allowed, else the instant to retry at.
+    fn take_slot(&mut self, kind: CallKind, now: Instant, limits: &Limits) -> Option<Instant> {
+        let minute = &mut self.minute[kind.index()];
+        prune(minute, now, MINUTE);
+        prune(&mut self.hour, now, HOUR);
+
+        let mut ready_at = now;
+        if let Some(at) = frees_at(minute, limits.per_minute(kind), MINUTE) {
+            ready_at = ready_at.max(at);
+        }
+        if let Some(at) = frees_at(&self.hour, limits.per_hour, HOUR) {
+            ready_at = ready_at.max(at);
+        }
+        if let Some(paused) = self.paused_until {
+            if paused > now {
+                ready_at = ready_at.max(paused);
+            } else {
+                self.paused_until = None;
+            }
+        }
+        if ready_at > now {
+            return Some(ready_at);
+        }
+        minute.push_back(now);
+        self.hour.push_back(now);
+        None
+    }
+}
+
+/// Drops sends that left the window `(now - window, now]`.
+fn prune(log: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while log.front().is_some_and(|sent| *sent + window <= now) {
+        log.pop_front();
+    }
+}
+
+/// When the log is full, the instant its oldest counted send leaves the window.
+fn frees_at(log: &VecDeque<Instant>, quota: u32, window: Duration) -> Option<Instant> {
+    let quota = quota.max(1) as usize;
+    if log.len() < quota {
+        return None;
+    }
+    log.get(log.len() - quota).map(|sent| *sent + window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_keeps_twice_the_list_and_patch_quota() {
+        let limits = Limits::from_quota(10, 300);
+        assert_eq!(limits.per_minute(CallKind::List), 10);
+        assert_eq!(limits.per_minute(CallKind::Patch), 10);
+        assert_eq!(limits.per_minute(CallKind::Get), 20);
+        assert_eq!(limits.per_hour, 300);
+        assert_eq!(
+            Limits::default(),
+            Limits {
+                list_per_minute: 50,
+                get_per_minute: 100,
+                patch_per_minute: 50,
+                per_hour: 1500
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_after_the_quota_waits_exactly_until_the_window_frees() {
+        let throttle = Throttle::new(Limits::from_quota(2, 100));
+        let t0 = Instant::now();
+        throttle.acquire(CallKind::Patch).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        throttle.acquire(CallKind::Patch).await;
+        let waited = throttle.acquire(CallKind::Patch).await;
+        assert_eq!(Instant::now() - t0, Duration::from_secs(60));
+        assert_eq!(waited, Duration::from_secs(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_quota_is_treated_as_one_instead_of_hanging() {
+        let throttle = Throttle::new(Limits::from_quota(0, 0));
+        let t0 = Instant::now();
+        throttle.acquire(CallKind::List).await;
+        throttle.acquire(CallKind::List).await;
+        assert_eq!(Instant::now() - t0, HOUR);
+    }
+}
