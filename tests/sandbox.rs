@@ -1598,3 +1598,75 @@ async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
         "unknown fields survive"
     );
 }
+
+// --- the real client against the emulator ----------------------------------------------------
+
+/// The client and the emulator together: under 20% injected `429`s, every patch lands exactly
+/// once (one new comment each), every 429 is waited out, and no call fails.
+#[tokio::test]
+async fn client_round_trip_under_injected_429s_applies_every_patch_exactly_once() {
+    use incidentops::api::{self, ApiConfig, Client, VirtualClock, wire::IncidentUpdate};
+    use incidentops::model::Status;
+    use std::sync::Arc;
+
+    let mut config = config();
+    config.incidents = incidentops::sandbox::generate_incidents(60, 7);
+    config.faults = Faults {
+        fail_429: 0.2,
+        retry_after_secs: 2,
+        ..Faults::default()
+    };
+    config.seed = 42;
+    let emulator = start(config).await;
+    let clock = Arc::new(VirtualClock::new(std::time::SystemTime::UNIX_EPOCH));
+    let client = Client::new(
+        ApiConfig::new(&emulator.url())
+            .unwrap()
+            .with_clock(clock.clone()),
+        api::Credentials::Token(api::Secret::new(TOKEN)),
+    )
+    .unwrap();
+
+    let incidents = client.list(None).await.unwrap();
+    assert_eq!(incidents.len(), 63);
+    let targets: Vec<u64> = incidents
+        .iter()
+        .filter(|i| i.status.as_deref() != Some("Redirected") && i.redirect_incident_id.is_none())
+        .map(|i| i.incident_id)
+        .take(40)
+        .collect();
+    assert_eq!(targets.len(), 40);
+    for id in &targets {
+        let update = IncidentUpdate {
+            status: Some(Status::Resolved),
+            comment: Some(format!("closed by round trip {id}")),
+            ..Default::default()
+        };
+        client.patch(*id, &update).await.unwrap();
+    }
+
+    for id in &targets {
+        let incident = emulator.incident(*id).unwrap();
+        assert_eq!(incident["status"], "Resolved");
+        let text = format!("closed by round trip {id}");
+        let copies = incident["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["comment"] == text.as_str())
+            .count();
+        assert_eq!(copies, 1, "incident {id}");
+    }
+    let log = emulator.requests();
+    let throttled = log.iter().filter(|r| r.status == Some(429)).count();
+    let applied = log
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.status == Some(200))
+        .count();
+    assert!(
+        throttled >= 5,
+        "the faults were injected ({throttled} 429s)"
+    );
+    assert_eq!(applied, targets.len(), "one successful PATCH per incident");
+    assert_eq!(client.stats().throttled as usize, throttled);
+}
