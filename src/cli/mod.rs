@@ -58,6 +58,45 @@ impl SourceArgs {
     }
 }
 
+/// How to reach the Defender API: shared by every command that talks to it. Credentials come
+/// only from the environment (see [`crate::api::Credentials::from_env`]), never from flags.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the Defender incidents API (plain http only for loopback addresses).
+    #[arg(long, env = "INCIDENTOPS_API_URL", default_value = crate::api::DEFAULT_API_URL, value_name = "URL")]
+    pub api_url: String,
+
+    /// Quota of list and PATCH calls per minute; GET by id gets twice as many.
+    #[arg(long, env = "INCIDENTOPS_MAX_CALLS_PER_MINUTE", default_value_t = 50, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_minute: u32,
+
+    /// Quota of calls per hour, shared by every method.
+    #[arg(long, env = "INCIDENTOPS_MAX_CALLS_PER_HOUR", default_value_t = 1500, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_hour: u32,
+}
+
+impl ApiArgs {
+    /// The validated client configuration (URL checked, quotas applied).
+    pub fn config(&self) -> Result<crate::api::ApiConfig, CommandError> {
+        let config = crate::api::ApiConfig::new(&self.api_url)
+            .map_err(|e| CommandError::User(e.to_string()))?;
+        Ok(config.with_limits(crate::api::Limits::from_quota(
+            self.max_calls_per_minute,
+            self.max_calls_per_hour,
+        )))
+    }
+
+    /// A client with the credentials found in the environment.
+    pub fn client(&self) -> Result<crate::api::Client, CommandError> {
+        let credentials =
+            crate::api::Credentials::from_env().map_err(|e| CommandError::User(e.to_string()))?;
+        crate::api::Client::new(self.config()?, credentials)
+            .map_err(|e| CommandError::User(e.to_string()))
+    }
+}
+
 /// Why a command failed. Every kind exits 1; the wording tells the user what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -106,4 +145,43 @@ fn init_logging(verbose: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Harness {
+        #[command(flatten)]
+        api: ApiArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ApiArgs, clap::Error> {
+        Harness::try_parse_from(std::iter::once("test").chain(args.iter().copied())).map(|h| h.api)
+    }
+
+    #[test]
+    fn api_flags_set_the_quotas_with_get_at_twice_the_minute_quota() {
+        let args = parse(&[
+            "--api-url",
+            "http://127.0.0.1:8080",
+            "--max-calls-per-minute",
+            "10",
+            "--max-calls-per-hour",
+            "100",
+        ])
+        .unwrap();
+        let limits = args.config().unwrap().limits();
+        assert_eq!(limits, crate::api::Limits::from_quota(10, 100));
+        assert_eq!(limits.get_per_minute, 20);
+    }
+
+    #[test]
+    fn api_flags_refuse_plain_http_to_a_remote_host_and_zero_quotas() {
+        let args = parse(&["--api-url", "http://api.security.microsoft.com"]).unwrap();
+        let error = args.config().unwrap_err().to_string();
+        assert!(error.contains("http"), "{error}");
+        assert!(parse(&["--max-calls-per-minute", "0"]).is_err());
+    }
 }
