@@ -1,7 +1,6 @@
 //! What an emulator run is made of: its data, quotas, faults, credentials and files. Every
 //! knob is a plain value so that the CLI can build a config straight from its flags.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -41,26 +40,7 @@ pub enum SandboxError {
     Server(String),
 }
 
-/// A string that must never be printed: `Debug` shows `"***"`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself; call only to compare or to hand it to a client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+pub use crate::api::Secret;
 
 /// An application registration the token endpoint knows.
 #[derive(Debug, Clone)]
