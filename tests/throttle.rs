@@ -150,6 +150,7 @@ async fn a_429_pause_blocks_every_task_sharing_the_throttle() {
             Instant::now() - start
         })
     };
+    // Paused time: this moves the virtual clock on 10 s, it does not wait.
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Another task is told to wait 120 s.
     throttle.pause_for(Duration::from_secs(120));

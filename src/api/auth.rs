@@ -371,7 +371,7 @@ impl TokenSource {
         if !status.is_success() {
             let parsed: TokenErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
             let description = if parsed.error.is_empty() && parsed.error_description.is_empty() {
-                truncate(&String::from_utf8_lossy(&body), 300)
+                crate::api::error::truncate(&String::from_utf8_lossy(&body), 300)
             } else {
                 parsed.error_description.replace(['\r', '\n'], " ")
             };
@@ -458,13 +458,6 @@ fn scrub(text: &str, secret: &Secret) -> String {
         text.replace(secret.expose(), REDACTED)
     } else {
         text.to_owned()
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
     }
 }
 

@@ -583,7 +583,7 @@ fn api_error(call: &Call, status: u16, body: &[u8]) -> ApiError {
         Err(_) => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            let message = (!text.is_empty()).then(|| truncate(text, 300));
+            let message = (!text.is_empty()).then(|| crate::api::error::truncate(text, 300));
             (None, message, None)
         }
     };
@@ -598,19 +598,7 @@ fn api_error(call: &Call, status: u16, body: &[u8]) -> ApiError {
 }
 
 fn transport_failure(call: &Call, error: &reqwest::Error) -> (Failure, ApiError) {
-    if error.is_connect() {
-        let kind = TransportKind::Connect;
-        return (
-            Failure::Transport(kind),
-            ApiError::Transport {
-                method: call.method(),
-                path: call.path(),
-                kind,
-                detail: root_cause(error),
-            },
-        );
-    }
-    if error.is_timeout() {
+    if error.is_timeout() && !error.is_connect() {
         return (
             Failure::Timeout,
             ApiError::Timeout {
@@ -619,7 +607,11 @@ fn transport_failure(call: &Call, error: &reqwest::Error) -> (Failure, ApiError)
             },
         );
     }
-    let kind = TransportKind::Interrupted;
+    let kind = if error.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Interrupted
+    };
     (
         Failure::Transport(kind),
         ApiError::Transport {
@@ -646,13 +638,6 @@ fn same_time(a: &str, b: &str) -> bool {
 fn seconds(delay: Duration) -> String {
     let whole = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     format!("{whole} s")
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

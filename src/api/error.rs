@@ -150,6 +150,14 @@ impl fmt::Display for ErrorSummary<'_> {
     }
 }
 
+/// Cuts text from a server (error bodies) to a readable length for messages.
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
