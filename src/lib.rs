@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod model;
+pub mod plan;
 pub mod sandbox;
 pub mod source;
 pub mod validate;
