@@ -4,10 +4,13 @@
 //! the determination rule) → fetch current state → diff → plan → apply.
 
 pub mod api;
+pub mod apply;
 pub mod cli;
 pub mod engine;
+pub mod fetch;
 pub mod model;
 pub mod plan;
+pub mod render;
 pub mod sandbox;
 pub mod source;
 pub mod validate;

@@ -60,7 +60,7 @@ fn quickstart_example_is_valid() {
     let run = validate(&repo, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("ok: 3 incidents in 2 files valid"),
+        run.stderr.contains("ok: 5 incidents in 4 files valid"),
         "{}",
         run.stderr
     );

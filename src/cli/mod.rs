@@ -1,6 +1,9 @@
 //! The command line: clap definitions, one file per command, and the error type that decides
 //! the exit code.
 
+mod apply;
+mod connect;
+mod plan;
 mod sandbox;
 mod schema;
 mod validate;
@@ -26,6 +29,10 @@ pub struct Cli {
 pub enum Command {
     /// Parse and schema-validate every desired-state file (no network).
     Validate(validate::ValidateArgs),
+    /// Show what would change in Defender to match the desired state (never writes).
+    Plan(plan::PlanArgs),
+    /// Apply a fresh plan (after confirmation) or exactly a saved one.
+    Apply(apply::ApplyArgs),
     /// Print the JSON Schema of a desired-state document.
     Schema(schema::SchemaArgs),
     /// Serve a local emulator of the Defender incidents API (for trying the tool and for tests).
@@ -119,6 +126,8 @@ pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Apply(args) => apply::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
     };
@@ -130,6 +139,12 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The async runtime of the commands that talk to the API.
+fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::User(format!("cannot start the async runtime: {e}")))
 }
 
 fn init_logging(verbose: bool) {

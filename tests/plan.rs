@@ -1,0 +1,383 @@
+//! End-to-end tests of `plan` and `apply` through the real binary against the in-process
+//! sandbox (`--sandbox`: state in `<repo>/.incidentops/sandbox.json`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn incidentops(repo: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_incidentops"))
+        .current_dir(repo)
+        .args(args)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A copy of `examples/quickstart` (without any sandbox state).
+fn quickstart() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/incidents"),
+        &dir.path().join("incidents"),
+    );
+    dir
+}
+
+fn state_path(repo: &Path) -> PathBuf {
+    repo.join(".incidentops/sandbox.json")
+}
+
+fn state(repo: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(state_path(repo)).unwrap()).unwrap()
+}
+
+fn incident(repo: &Path, id: u64) -> Value {
+    state(repo)["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["incidentId"] == id)
+        .cloned()
+        .unwrap()
+}
+
+/// Changes the sandbox state as another client (or the portal) would.
+fn edit_incident(repo: &Path, id: u64, edit: impl FnOnce(&mut Value)) {
+    let mut state = state(repo);
+    let incident = state["value"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["incidentId"] == id)
+        .unwrap();
+    edit(incident);
+    fs::write(
+        state_path(repo),
+        serde_json::to_string_pretty(&state).unwrap(),
+    )
+    .unwrap();
+}
+
+fn plan_json(repo: &Path, extra: &[&str]) -> (Run, Value) {
+    let mut args = vec!["plan", "--sandbox", "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = incidentops(repo, &args);
+    let plan = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run, plan)
+}
+
+fn planned_ids(plan: &Value) -> Vec<u64> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn plan_apply_plan_converges_with_detailed_exit_codes() {
+    let repo = quickstart();
+    let first = incidentops(repo.path(), &["plan", "--sandbox", "--detailed-exitcode"]);
+    assert_eq!(first.code, 2, "{}{}", first.stdout, first.stderr);
+    assert!(
+        fs::read_to_string(repo.path().join(".incidentops/.gitignore"))
+            .unwrap()
+            .contains('*')
+    );
+
+    let apply = incidentops(repo.path(), &["apply", "--sandbox", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply
+            .stderr
+            .contains("Apply complete: 3 incident(s) changed"),
+        "{}",
+        apply.stderr
+    );
+
+    let second = incidentops(repo.path(), &["plan", "--sandbox", "--detailed-exitcode"]);
+    assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    let (_, plan) = plan_json(repo.path(), &[]);
+    assert_eq!(plan["changes"], Value::Array(vec![]));
+    assert_eq!(plan["summary"]["unchanged"], 5);
+
+    let after = incident(repo.path(), 924565);
+    assert_eq!(after["status"], "Resolved");
+    assert_eq!(after["determination"], "Malware");
+    let comments: Vec<&str> = after["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["comment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        comments,
+        ["test comment for docs", "pen testing", "valid incident"]
+    );
+    let tags = incident(repo.path(), 1000008)["tags"].clone();
+    assert_eq!(tags, serde_json::json!(["ransomware", "mimikatz"]));
+}
+
+#[test]
+fn json_plan_lists_fields_and_exact_requests() {
+    let repo = quickstart();
+    let (run, plan) = plan_json(repo.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(plan["formatVersion"], 1);
+    assert_eq!(planned_ids(&plan), vec![1000008, 924565, 924518]);
+    let change = &plan["changes"][1];
+    assert_eq!(change["file"], "incidents/924565.yaml");
+    assert_eq!(change["requests"].as_array().unwrap().len(), 2);
+    assert_eq!(change["requests"][0]["method"], "PATCH");
+    assert_eq!(change["requests"][0]["path"], "/api/incidents/924565");
+    assert_eq!(change["requests"][0]["body"]["comment"], "pen testing");
+    assert_eq!(
+        change["requests"][1]["body"],
+        serde_json::json!({"comment": "valid incident"})
+    );
+    assert_eq!(
+        plan["changes"][0]["requests"][0]["body"],
+        serde_json::json!({"tags": ["ransomware", "mimikatz"]})
+    );
+    assert_eq!(plan["summary"]["requests"], 4);
+    assert_eq!(plan["summary"]["unchanged"], 2);
+    assert!(plan["summary"]["readCalls"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn unknown_id_is_a_plan_error_and_nothing_is_applied() {
+    let repo = quickstart();
+    fs::write(
+        repo.path().join("incidents/missing.yaml"),
+        "# gone\nid: 999\nstatus: Resolved\n",
+    )
+    .unwrap();
+    let (run, plan) = plan_json(repo.path(), &[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(plan["errors"][0]["file"], "incidents/missing.yaml");
+    assert_eq!(plan["errors"][0]["line"], 2);
+    assert!(
+        plan["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("incident 999 does not exist")
+    );
+
+    let apply = incidentops(repo.path(), &["apply", "--sandbox", "--auto-approve"]);
+    assert_eq!(apply.code, 1);
+    assert!(
+        apply.stderr.contains("nothing was applied"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(incident(repo.path(), 924565)["status"], "Active");
+}
+
+#[test]
+fn redirected_incident_is_a_plan_error_naming_where_it_went() {
+    let repo = quickstart();
+    assert_eq!(plan_json(repo.path(), &[]).0.code, 0); // creates the sandbox state
+    edit_incident(repo.path(), 924521, |i| {
+        i["status"] = "Redirected".into();
+        i["redirectIncidentId"] = 924600.into();
+    });
+    let (run, plan) = plan_json(repo.path(), &[]);
+    assert_eq!(run.code, 1);
+    let message = plan["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("merged into incident 924600"), "{message}");
+    assert_eq!(plan["errors"][0]["file"], "incidents/triage.yaml");
+}
+
+#[test]
+fn determination_rule_on_the_effective_state_is_a_plan_error_with_the_fix() {
+    let repo = quickstart();
+    // 1000003 is TruePositive/Apt in the sandbox: reclassifying alone would leave Apt on a
+    // false positive.
+    fs::write(
+        repo.path().join("incidents/1000003.yaml"),
+        "id: 1000003\nclassification: FalsePositive\n",
+    )
+    .unwrap();
+    let run = incidentops(repo.path(), &["plan", "--sandbox"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("incidents/1000003.yaml:2:17"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("set `determination: NotAvailable`"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn saved_plan_is_applied_exactly_and_refused_when_the_incident_changed_since() {
+    let repo = quickstart();
+    let saved = incidentops(
+        repo.path(),
+        &["plan", "--sandbox", "--out", "reviewed.json"],
+    );
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let apply = incidentops(repo.path(), &["apply", "--sandbox", "reviewed.json"]);
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+    assert_eq!(incident(repo.path(), 924565)["status"], "Resolved");
+
+    // A new plan, then someone edits a planned incident in the portal.
+    fs::write(
+        repo.path().join("incidents/924521.yaml"),
+        "id: 924521\nstatus: Resolved\n",
+    )
+    .unwrap();
+    fs::remove_file(repo.path().join("incidents/triage.yaml")).unwrap();
+    fs::write(
+        repo.path().join("incidents/924518.yaml"),
+        "id: 924518\ntags: [a]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        incidentops(repo.path(), &["plan", "--sandbox", "--out", "second.json"]).code,
+        0
+    );
+    edit_incident(repo.path(), 924521, |i| {
+        i["assignedTo"] = "someone@contoso.com".into();
+        i["lastUpdateTime"] = "2030-01-01T00:00:00.0000000Z".into();
+    });
+    let before = state(repo.path());
+    let refused = incidentops(repo.path(), &["apply", "--sandbox", "second.json"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains("incident 924521 changed since the plan"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("incident 924518 changed"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(state(repo.path()), before, "nothing was written");
+}
+
+#[test]
+fn apply_without_a_terminal_refuses_unless_auto_approved() {
+    let repo = quickstart();
+    let run = incidentops(repo.path(), &["apply", "--sandbox"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("refusing to apply without confirmation"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(incident(repo.path(), 924565)["status"], "Active");
+}
+
+#[test]
+fn sandbox_reset_starts_over_from_the_sample_data() {
+    let repo = quickstart();
+    assert_eq!(
+        incidentops(repo.path(), &["apply", "--sandbox", "--auto-approve"]).code,
+        0
+    );
+    let run = incidentops(
+        repo.path(),
+        &[
+            "plan",
+            "--sandbox",
+            "--sandbox-reset",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+#[test]
+fn rev_and_changed_since_drive_what_is_planned() {
+    let repo = quickstart();
+    fs::rename(
+        repo.path().join("incidents/924565.yaml"),
+        repo.path().join("924565.yaml"),
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "incidents"]);
+    git(repo.path(), &["commit", "-qm", "base"]);
+    fs::rename(
+        repo.path().join("924565.yaml"),
+        repo.path().join("incidents/924565.yaml"),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "incidents"]);
+    git(
+        repo.path(),
+        &["commit", "-qm", "resolve the ransomware incident"],
+    );
+    // Uncommitted: a change to 1000001.
+    fs::write(
+        repo.path().join("incidents/1000001.yaml"),
+        "id: 1000001\nstatus: Resolved\n",
+    )
+    .unwrap();
+
+    let (_, work) = plan_json(repo.path(), &[]);
+    assert_eq!(planned_ids(&work), vec![1000001, 1000008, 924565, 924518]);
+    let (_, committed) = plan_json(repo.path(), &["--rev", "HEAD"]);
+    assert_eq!(planned_ids(&committed), vec![1000008, 924565, 924518]);
+    assert!(committed["source"]["commit"].as_str().unwrap().len() == 40);
+    let (_, previous) = plan_json(repo.path(), &["--rev", "HEAD~1"]);
+    assert_eq!(planned_ids(&previous), vec![1000008, 924518]);
+    let (_, pr) = plan_json(repo.path(), &["--rev", "HEAD", "--changed-since", "HEAD~1"]);
+    assert_eq!(planned_ids(&pr), vec![924565]);
+    assert_eq!(pr["summary"]["incidents"], 1);
+    let (_, local) = plan_json(repo.path(), &["--changed-since", "HEAD"]);
+    assert_eq!(planned_ids(&local), vec![1000001]);
+}
