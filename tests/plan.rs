@@ -381,3 +381,62 @@ fn rev_and_changed_since_drive_what_is_planned() {
     let (_, local) = plan_json(repo.path(), &["--changed-since", "HEAD"]);
     assert_eq!(planned_ids(&local), vec![1000001]);
 }
+
+// --- reading current state at the least cost ----------------------------------------------
+
+mod fetch {
+    use std::sync::Arc;
+
+    use incidentops::api::{ApiConfig, Client, Credentials, Secret, VirtualClock};
+    use incidentops::fetch::{Strategy, current_state};
+    use incidentops::sandbox::{self, Emulator, EmulatorConfig, FIRST_GENERATED_ID, Limits};
+
+    const TOKEN: &str = "fetch-test-token";
+
+    async fn setup(generated: usize) -> (Emulator, Client) {
+        let mut config = EmulatorConfig::seeded(generated, 3);
+        config.limits = Limits::unlimited();
+        config.credentials = sandbox::Credentials::default().with_static_token(TOKEN);
+        let emulator = Emulator::start(config, ([127, 0, 0, 1], 0).into()).await.unwrap();
+        let clock = Arc::new(VirtualClock::new(std::time::SystemTime::UNIX_EPOCH));
+        let client = Client::new(
+            ApiConfig::new(&emulator.url()).unwrap().with_clock(clock),
+            Credentials::Token(Secret::new(TOKEN)),
+        )
+        .unwrap();
+        (emulator, client)
+    }
+
+    #[tokio::test]
+    async fn many_managed_incidents_are_listed_in_pages_not_fetched_one_by_one() {
+        let (_emulator, client) = setup(1_000).await;
+        let ids: Vec<u64> = (FIRST_GENERATED_ID..FIRST_GENERATED_ID + 1_000).collect();
+        let state = current_state(&client, &ids).await.unwrap();
+        assert_eq!(state.strategy, Strategy::List);
+        assert_eq!(state.incidents.len(), 1_000);
+        // 1,003 incidents: at most ⌈1003 / 100⌉ + 1 list calls, against 1,000 GETs.
+        assert!(state.calls <= 12, "{} calls", state.calls);
+    }
+
+    #[tokio::test]
+    async fn a_few_old_incidents_are_fetched_by_id() {
+        let (_emulator, client) = setup(1_000).await;
+        let ids = [FIRST_GENERATED_ID + 3, FIRST_GENERATED_ID + 10, FIRST_GENERATED_ID + 20, 924565];
+        let state = current_state(&client, &ids).await.unwrap();
+        assert_eq!(state.strategy, Strategy::ById);
+        assert_eq!(state.incidents.len(), 4);
+        // One list page to estimate, then one GET per incident the page did not show.
+        assert!(state.calls <= ids.len() as u64 + 1, "{} calls", state.calls);
+    }
+
+    #[tokio::test]
+    async fn recent_incidents_come_from_the_first_page_and_unknown_ids_are_absent() {
+        let (_emulator, client) = setup(1_000).await;
+        let newest = FIRST_GENERATED_ID + 999;
+        let ids = [newest, newest - 1, newest - 2, 42];
+        let state = current_state(&client, &ids).await.unwrap();
+        assert_eq!(state.incidents.len(), 3);
+        assert!(!state.incidents.contains_key(&42));
+        assert!(state.calls <= 2, "{} calls", state.calls);
+    }
+}
