@@ -397,7 +397,9 @@ mod fetch {
         let mut config = EmulatorConfig::seeded(generated, 3);
         config.limits = Limits::unlimited();
         config.credentials = sandbox::Credentials::default().with_static_token(TOKEN);
-        let emulator = Emulator::start(config, ([127, 0, 0, 1], 0).into()).await.unwrap();
+        let emulator = Emulator::start(config, ([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
         let clock = Arc::new(VirtualClock::new(std::time::SystemTime::UNIX_EPOCH));
         let client = Client::new(
             ApiConfig::new(&emulator.url()).unwrap().with_clock(clock),
@@ -421,7 +423,12 @@ mod fetch {
     #[tokio::test]
     async fn a_few_old_incidents_are_fetched_by_id() {
         let (_emulator, client) = setup(1_000).await;
-        let ids = [FIRST_GENERATED_ID + 3, FIRST_GENERATED_ID + 10, FIRST_GENERATED_ID + 20, 924565];
+        let ids = [
+            FIRST_GENERATED_ID + 3,
+            FIRST_GENERATED_ID + 10,
+            FIRST_GENERATED_ID + 20,
+            924565,
+        ];
         let state = current_state(&client, &ids).await.unwrap();
         assert_eq!(state.strategy, Strategy::ById);
         assert_eq!(state.incidents.len(), 4);
@@ -438,5 +445,147 @@ mod fetch {
         assert_eq!(state.incidents.len(), 3);
         assert!(!state.incidents.contains_key(&42));
         assert!(state.calls <= 2, "{} calls", state.calls);
+    }
+}
+
+// --- a remote API (the sandbox command) and Ctrl-C ------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_apply_cleanly_and_a_rerun_converges_without_duplicates() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let repo = TempDir::new().unwrap();
+    fs::create_dir_all(repo.path().join("incidents")).unwrap();
+    let first = incidentops::sandbox::FIRST_GENERATED_ID;
+    for id in first..first + 60 {
+        fs::write(
+            repo.path().join(format!("incidents/{id}.yaml")),
+            format!("id: {id}\ncomments: [\"reviewed in the ctrl-c test\", \"second note\"]\n"),
+        )
+        .unwrap();
+    }
+    let data = repo.path().join("api-state.json");
+    incidentops::sandbox::save_incidents(&data, &incidentops::sandbox::generate_incidents(60, 1))
+        .unwrap();
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_incidentops"))
+        // Quotas lifted so pacing does not slow the test; latency keeps the apply in flight
+        // long enough to be interrupted.
+        .args([
+            "sandbox",
+            "--persist",
+            "--data",
+            data.to_str().unwrap(),
+            "--latency",
+            "100ms",
+            "--max-calls-per-minute",
+            "10000",
+            "--max-calls-per-hour",
+            "100000",
+        ])
+        .env_clear()
+        .env("INCIDENTOPS_TOKEN", "ctrl-c-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(sandbox.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+
+    let remote = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_incidentops"));
+        cmd.current_dir(repo.path())
+            .args(args)
+            .args([
+                "--api-url",
+                &url,
+                "--max-calls-per-minute",
+                "10000",
+                "--max-calls-per-hour",
+                "100000",
+            ])
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("INCIDENTOPS_TOKEN", "ctrl-c-token")
+            .stdin(Stdio::null());
+        cmd
+    };
+    let mut apply = remote(&["apply", "--auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(apply.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Interrupt once the first progress line shows requests going out.
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("applied ") {
+            let kill = Command::new("kill")
+                .args(["-INT", &apply.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            break;
+        }
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let status = apply.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(
+        seen.contains("Stopping: finishing the requests in flight"),
+        "{seen}"
+    );
+    assert!(seen.contains("Apply incomplete"), "{seen}");
+    assert!(seen.contains("stopped:"), "{seen}");
+
+    // Rerunning converges: everything lands, no comment twice.
+    let rerun = remote(&["apply", "--auto-approve"]).output().unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let check = remote(&["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let client_check = remote(&["plan", "--format", "json"]).output().unwrap();
+    let plan: Value = serde_json::from_slice(&client_check.stdout).unwrap();
+    assert_eq!(plan["summary"]["unchanged"], 60);
+
+    let stop = Command::new("kill")
+        .args(["-INT", &sandbox.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    assert!(sandbox.wait().unwrap().success());
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&data).unwrap()).unwrap();
+    for incident in saved["value"].as_array().unwrap() {
+        if incident["incidentId"].as_u64().unwrap() < first {
+            continue;
+        }
+        for text in ["reviewed in the ctrl-c test", "second note"] {
+            let copies = incident["comments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["comment"] == text)
+                .count();
+            assert_eq!(copies, 1, "{text} on {}", incident["incidentId"]);
+        }
     }
 }
