@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod model;
 pub mod plan;
+pub mod render;
 pub mod sandbox;
 pub mod source;
 pub mod validate;
