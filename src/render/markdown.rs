@@ -24,10 +24,11 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     let fold = plan.changes.len() > FOLD_ABOVE;
     let blocks: Vec<String> = plan.changes.iter().map(|c| incident(c, fold)).collect();
     let errors_head = errors_head(plan.errors.len());
-    let changes_head = if plan.has_changes() {
-        "### Changes\n\n"
-    } else {
-        ""
+    let changes_head = match (plan.has_changes(), plan.has_errors()) {
+        (false, _) => "",
+        // A blank line ends the errors list.
+        (true, true) => "\n### Changes\n\n",
+        (true, false) => "### Changes\n\n",
     };
 
     let full = head.len()
@@ -207,7 +208,7 @@ fn row(field: &FieldChange) -> String {
             after.push(format!("remove {}", tags(&removed)));
         }
         return format!(
-            "| tags | {} | {} |\n",
+            "| `tags` | {} | {} |\n",
             value(&field.before),
             after.join("; ")
         );

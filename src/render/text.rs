@@ -122,7 +122,7 @@ fn field_value(field: &FieldChange, paint: Paint) -> String {
         (Value::String(before), Value::String(after)) if paint.on => word_diff(before, after),
         (before, after) => format!(
             "{} → {}",
-            paint.wrap(RED, &value(before)),
+            paint.wrap(if before.is_null() { DIM } else { RED }, &value(before)),
             paint.wrap(GREEN, &value(after))
         ),
     }
