@@ -352,3 +352,36 @@ fn json_plan_is_the_stable_format() {
     let back: Plan = serde_json::from_str(&json).expect("and reads back");
     assert_eq!(back, plan);
 }
+
+#[test]
+fn markdown_cuts_a_long_error_list_with_a_note_and_shows_no_incident_after_it() {
+    let many_errors: Vec<PlanError> = (0..500)
+        .map(|i| PlanError {
+            id: i,
+            file: format!("incidents/{i}.yaml"),
+            line: 1,
+            column: 5,
+            message: format!("incident {i} does not exist in Defender (the API answered 404)"),
+        })
+        .collect();
+    let plan = plan(vec![powershell()], many_errors, 0);
+    let out = render::markdown(&plan, 5_000);
+    assert!(out.len() <= 5_000);
+    let shown = out
+        .lines()
+        .filter(|l| l.starts_with("- `incidents/"))
+        .count();
+    assert!(shown > 0);
+    assert!(
+        out.contains(&format!(
+            "- … {} more errors not shown: the comment is limited to 5,000 characters; see the job log.\n",
+            500 - shown
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("**… 1 more incident (1 request) not shown"),
+        "{out}"
+    );
+    assert!(!out.contains("| `status` |"));
+}
