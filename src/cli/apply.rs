@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connect::{Connection, SandboxOption};
-use super::plan::{color_wanted, make_plan};
+use super::plan::{make_plan, stdout_color};
 use super::{ApiArgs, CommandError, SourceArgs};
 use crate::apply::{self, Outcome};
 use crate::plan::{FORMAT_VERSION, Plan};
@@ -85,7 +85,7 @@ async fn run_with(
         }
         None => {
             let plan = make_plan(&args.source, &args.api, connection).await?;
-            let color = color_wanted(std::io::stdout().is_terminal());
+            let color = stdout_color();
             super::schema::write_stdout(&crate::render::text(
                 &plan,
                 &crate::render::TextOptions { color },

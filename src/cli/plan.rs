@@ -60,7 +60,7 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode, CommandError> {
         Format::Text => crate::render::text(
             &plan,
             &crate::render::TextOptions {
-                color: color_wanted(std::io::stdout().is_terminal()),
+                color: stdout_color(),
             },
         ),
         Format::Json => plan_json(&plan),
@@ -150,6 +150,9 @@ fn save(plan: &Plan, path: &Path) -> Result<(), CommandError> {
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
-pub fn color_wanted(terminal: bool) -> bool {
-    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+pub fn stdout_color() -> bool {
+    crate::render::color_wanted(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
 }
