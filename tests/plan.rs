@@ -294,6 +294,25 @@ fn saved_plan_is_applied_exactly_and_refused_when_the_incident_changed_since() {
 }
 
 #[test]
+fn invalid_desired_state_is_reported_and_nothing_is_planned() {
+    let repo = quickstart();
+    fs::write(
+        repo.path().join("incidents/bad.yaml"),
+        "id: 5\nstatus: Closed\n",
+    )
+    .unwrap();
+    let run = incidentops(repo.path(), &["plan", "--sandbox"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("incidents/bad.yaml:2:9: status \"Closed\" is not one of"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
 fn apply_without_a_terminal_refuses_unless_auto_approved() {
     let repo = quickstart();
     let run = incidentops(repo.path(), &["apply", "--sandbox"]);
@@ -547,7 +566,8 @@ fn ctrl_c_stops_apply_cleanly_and_a_rerun_converges_without_duplicates() {
         "{seen}"
     );
     assert!(seen.contains("Apply incomplete"), "{seen}");
-    assert!(seen.contains("stopped:"), "{seen}");
+    assert!(seen.contains("stopped: applied: incidents"), "{seen}");
+    assert!(seen.contains("stopped: not applied: incidents"), "{seen}");
 
     // Rerunning converges: everything lands, no comment twice.
     let rerun = remote(&["apply", "--auto-approve"]).output().unwrap();

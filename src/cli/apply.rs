@@ -223,6 +223,10 @@ fn report(
     for (id, error) in &outcome.failed {
         eprintln!("error: incident {id}: {error}");
     }
+    let stopped = !outcome.partial.is_empty() || !outcome.not_started.is_empty();
+    if stopped && !outcome.applied.is_empty() {
+        eprintln!("stopped: applied: incidents {}", join(&outcome.applied));
+    }
     if !outcome.partial.is_empty() {
         eprintln!(
             "stopped: incidents {} were partly applied; rerun apply to finish them",
