@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod import;
 pub mod model;
 pub mod plan;
 pub mod sandbox;
