@@ -609,3 +609,48 @@ fn ctrl_c_stops_apply_cleanly_and_a_rerun_converges_without_duplicates() {
         }
     }
 }
+
+#[test]
+fn import_then_plan_shows_zero_changes_and_existing_files_are_kept() {
+    let repo = TempDir::new().unwrap();
+    let run = incidentops(
+        repo.path(),
+        &["import", "--sandbox", "--filter", "status eq 'Active'"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(repo.path().join("incidents/924565.yaml").exists());
+    assert!(incidentops(repo.path(), &["validate"]).code == 0);
+    let plan = incidentops(repo.path(), &["plan", "--sandbox", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+
+    fs::write(
+        repo.path().join("incidents/924565.yaml"),
+        "id: 924565\nstatus: Resolved\n",
+    )
+    .unwrap();
+    let again = incidentops(
+        repo.path(),
+        &["import", "--sandbox", "--id", "924565", "--id", "924521"],
+    );
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("already exists (use --force"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(repo.path().join("incidents/924565.yaml")).unwrap(),
+        "id: 924565\nstatus: Resolved\n"
+    );
+    let forced = incidentops(
+        repo.path(),
+        &["import", "--sandbox", "--id", "924565", "--force"],
+    );
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        fs::read_to_string(repo.path().join("incidents/924565.yaml"))
+            .unwrap()
+            .contains("status: Active")
+    );
+}

@@ -3,6 +3,7 @@
 
 mod apply;
 mod connect;
+mod import;
 mod plan;
 mod sandbox;
 mod schema;
@@ -33,6 +34,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Apply a fresh plan (after confirmation) or exactly a saved one.
     Apply(apply::ApplyArgs),
+    /// Write desired-state files for incidents that exist in Defender.
+    Import(import::ImportArgs),
     /// Print the JSON Schema of a desired-state document.
     Schema(schema::SchemaArgs),
     /// Serve a local emulator of the Defender incidents API (for trying the tool and for tests).
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Apply(args) => apply::run(&args),
+        Command::Import(args) => import::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
     };
