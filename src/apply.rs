@@ -1,6 +1,10 @@
 //! Executing a plan through the paced client: incidents in parallel (the client's pacing
 //! decides when each request leaves), the requests of one incident in order. A stop request
 //! (Ctrl-C) lets the requests in flight finish and starts no new ones.
+//!
+//! The API has no conditional PATCH, so each incident is re-read (one GET) right before its
+//! first request: one that changed since the plan read it is skipped as a conflict rather
+//! than overwritten. Its later requests are checked against our own last write.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::api::Client;
 use crate::api::wire::Incident;
+use crate::api::{ApiError, Client};
 use crate::plan::{Plan, PlannedChange};
 
 /// Incidents applied at the same time (the client paces the requests themselves).
@@ -28,6 +32,8 @@ pub struct Outcome {
     pub not_started: Vec<u64>,
     /// Incidents whose requests were partly sent when the apply stopped.
     pub partial: Vec<u64>,
+    /// Changed by someone else since the plan read them: left as they are, with the reason.
+    pub conflicts: Vec<(u64, String)>,
     pub requests_sent: usize,
     pub elapsed: Duration,
 }
@@ -57,34 +63,26 @@ pub async fn apply(
         );
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let mut sent = 0;
-            for request in &change.requests {
-                if stop.load(Ordering::SeqCst) {
-                    return (change.id, sent, None, true);
-                }
-                match client.patch(change.id, &request.body).await {
-                    Ok(_) => {
-                        sent += 1;
-                        let now = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        progress(now, total);
-                    }
-                    Err(error) => return (change.id, sent, Some(error.to_string()), false),
-                }
-            }
-            (change.id, sent, None, false)
+            let ended = apply_one(&client, &change, &stop, &|| {
+                let now = done.fetch_add(1, Ordering::SeqCst) + 1;
+                progress(now, total);
+            })
+            .await;
+            (change.id, ended)
         });
     }
     let mut outcome = Outcome::default();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((id, sent, error, stopped)) = joined else {
+        let Ok((id, ended)) = joined else {
             continue;
         };
-        outcome.requests_sent += sent;
-        match (error, stopped) {
-            (Some(error), _) => outcome.failed.push((id, error)),
-            (None, true) if sent == 0 => outcome.not_started.push(id),
-            (None, true) => outcome.partial.push(id),
-            (None, false) => outcome.applied.push(id),
+        outcome.requests_sent += ended.sent;
+        match ended.how {
+            End::Done => outcome.applied.push(id),
+            End::Stopped if ended.sent == 0 => outcome.not_started.push(id),
+            End::Stopped => outcome.partial.push(id),
+            End::Conflict(reason) => outcome.conflicts.push((id, reason)),
+            End::Failed(error) => outcome.failed.push((id, error)),
         }
     }
     // Report in plan order, not completion order.
@@ -99,8 +97,72 @@ pub async fn apply(
     outcome.failed.sort_by_key(|(id, _)| rank(id));
     outcome.not_started.sort_by_key(rank);
     outcome.partial.sort_by_key(rank);
+    outcome.conflicts.sort_by_key(|(id, _)| rank(id));
     outcome.elapsed = started.elapsed();
     outcome
+}
+
+/// How the requests of one incident ended, and how many of them were sent.
+struct Ended {
+    sent: usize,
+    how: End,
+}
+
+enum End {
+    Done,
+    Stopped,
+    Conflict(String),
+    Failed(String),
+}
+
+/// The requests of one incident, in order, after checking nobody changed it since the plan.
+async fn apply_one(
+    client: &Client,
+    change: &PlannedChange,
+    stop: &AtomicBool,
+    request_done: &(dyn Fn() + Sync),
+) -> Ended {
+    let ended = |sent, how| Ended { sent, how };
+    if stop.load(Ordering::SeqCst) {
+        return ended(0, End::Stopped);
+    }
+    let current = match client.get(change.id).await {
+        Ok(Some(current)) => current,
+        Ok(None) => return ended(0, End::Conflict("it no longer exists".to_string())),
+        Err(error) => return ended(0, End::Failed(error.to_string())),
+    };
+    if let Some(reason) = changed_since(change, &current) {
+        return ended(0, End::Conflict(reason));
+    }
+    // After an ambiguous failure the client re-reads the incident; any update other than our
+    // own last one is someone else's, and stops this incident.
+    let mut expected = current.last_update_time;
+    let mut sent = 0;
+    for request in &change.requests {
+        if stop.load(Ordering::SeqCst) {
+            return ended(sent, End::Stopped);
+        }
+        let result = match &expected {
+            Some(time) => {
+                client
+                    .patch_if_unchanged(change.id, &request.body, time)
+                    .await
+            }
+            None => client.patch(change.id, &request.body).await,
+        };
+        match result {
+            Ok(incident) => {
+                sent += 1;
+                expected = incident.last_update_time;
+                request_done();
+            }
+            Err(error @ ApiError::Conflict { .. }) => {
+                return ended(sent, End::Conflict(error.to_string()));
+            }
+            Err(error) => return ended(sent, End::Failed(error.to_string())),
+        }
+    }
+    ended(sent, End::Done)
 }
 
 /// Planned incidents that changed since the plan was made: their `lastUpdateTime`, or a

@@ -127,7 +127,8 @@ async fn run_with(
     let after = client.stats();
     report(&plan, &outcome, &before, &after);
     Ok(
-        if outcome.failed.is_empty() && !stop.load(Ordering::SeqCst) {
+        if outcome.failed.is_empty() && outcome.conflicts.is_empty() && !stop.load(Ordering::SeqCst)
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -223,6 +224,11 @@ fn report(
     for (id, error) in &outcome.failed {
         eprintln!("error: incident {id}: {error}");
     }
+    for (id, reason) in &outcome.conflicts {
+        eprintln!(
+            "conflict: incident {id} changed since the plan read it: {reason}; left as it is"
+        );
+    }
     let stopped = !outcome.partial.is_empty() || !outcome.not_started.is_empty();
     if stopped && !outcome.applied.is_empty() {
         eprintln!("stopped: applied: incidents {}", join(&outcome.applied));
@@ -244,7 +250,10 @@ fn report(
     let waited = after.waited.saturating_sub(before.waited);
     eprintln!(
         "Apply {}: {} incident(s) changed ({fields} fields, {comments} comments) with {} requests; {calls} API calls, {throttled} throttled (waited {} s), in {:.1} s.",
-        if outcome.failed.is_empty() && outcome.partial.is_empty() && outcome.not_started.is_empty()
+        if outcome.failed.is_empty()
+            && outcome.conflicts.is_empty()
+            && outcome.partial.is_empty()
+            && outcome.not_started.is_empty()
         {
             "complete"
         } else {
@@ -258,6 +267,12 @@ fn report(
     if !outcome.failed.is_empty() {
         eprintln!(
             "Incidents already applied stay applied; fix the errors and rerun: apply only sends what still differs."
+        );
+    }
+    if !outcome.conflicts.is_empty() {
+        eprintln!(
+            "{} incident(s) changed since the plan read them and were not overwritten: plan again and review their new state.",
+            outcome.conflicts.len()
         );
     }
 }

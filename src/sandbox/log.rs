@@ -81,6 +81,8 @@ impl LogEntry {
 pub(crate) struct RequestLog {
     memory: Mutex<Vec<LogEntry>>,
     file: Option<Mutex<File>>,
+    /// The number of entries, so a test can wait for a request instead of polling.
+    recorded: tokio::sync::watch::Sender<usize>,
 }
 
 impl RequestLog {
@@ -101,6 +103,7 @@ impl RequestLog {
         Ok(RequestLog {
             memory: Mutex::new(Vec::new()),
             file,
+            recorded: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -117,10 +120,25 @@ impl RequestLog {
                 Err(error) => tracing::warn!(%error, "cannot serialize a request log entry"),
             }
         }
-        self.memory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry);
+        let count = {
+            let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+            memory.push(entry);
+            memory.len()
+        };
+        self.recorded.send_replace(count);
+    }
+
+    /// Waits until `done` holds for the entries so far, and returns them.
+    pub(crate) async fn wait_for(&self, done: impl Fn(&[LogEntry]) -> bool) -> Vec<LogEntry> {
+        let mut recorded = self.recorded.subscribe();
+        loop {
+            let entries = self.entries();
+            if done(&entries) {
+                return entries;
+            }
+            // The sender lives as long as `self`: `changed` cannot fail while we borrow it.
+            let _ = recorded.changed().await;
+        }
     }
 
     pub(crate) fn entries(&self) -> Vec<LogEntry> {

@@ -683,6 +683,12 @@ impl Emulator {
         self.shared.log.entries()
     }
 
+    /// Waits until `done` holds for the request log (checked after each request), and returns
+    /// the log: tests use it to act at a chosen point of a run without polling.
+    pub async fn wait_for_requests(&self, done: impl Fn(&[LogEntry]) -> bool) -> Vec<LogEntry> {
+        self.shared.log.wait_for(done).await
+    }
+
     /// Saves the current state to `path` atomically, in the shape it is loaded from.
     pub fn save_to(&self, path: impl AsRef<FsPath>) -> Result<(), SandboxError> {
         let incidents = self.incidents();

@@ -1,0 +1,491 @@
+//! Reliability of `apply`: the real binary against the in-process emulator, under injected
+//! faults, SIGKILL and Ctrl-C, edits by another client, and a quota shared with another tool.
+//! Every outcome is checked in the emulator's state and request log, never in the apply's own
+//! words alone. `cargo test --test reliability -- --nocapture` prints the figures of
+//! `docs/RELIABILITY.md`; `RELIABILITY_SEEDS=4,5,6` runs other seeds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use incidentops::sandbox::{
+    self, Emulator, EmulatorConfig, Fault, Faults, Latency, Limits, LogEntry,
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+const STATIC_TOKEN: &str = "reliability-static-token";
+/// The principal of the static token: "another client" in these tests.
+const OTHER_CLIENT: &str = "API-App:incidentops-sandbox";
+const APP_ID: &str = "reliability-app";
+const APP_SECRET: &str = "reliability-app-secret";
+/// The principal incidentops authenticates as when it uses client credentials.
+const APP_PRINCIPAL: &str = "API-App:reliability-app";
+const OWNER: &str = "reliability@contoso.com";
+/// `apply` works on this many incidents at once (src/apply.rs).
+const APPLY_CONCURRENCY: usize = 8;
+
+fn seeds() -> Vec<u64> {
+    std::env::var("RELIABILITY_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|s: &Vec<u64>| !s.is_empty())
+        .unwrap_or_else(|| vec![1, 2, 3])
+}
+
+// --- the workload ---------------------------------------------------------------------------
+
+/// The desired state of one incident, as written to its YAML file.
+#[derive(Debug, Clone)]
+struct Desired {
+    id: u64,
+    tags: Vec<String>,
+    comments: Vec<String>,
+}
+
+impl Desired {
+    fn yaml(&self) -> String {
+        let quoted = |items: &[String]| {
+            items
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "id: {}\nstatus: Resolved\nassignedTo: {OWNER}\nclassification: TruePositive\n\
+             determination: Malware\ntags: [{}]\ncomments: [{}]\n",
+            self.id,
+            quoted(&self.tags),
+            quoted(&self.comments)
+        )
+    }
+
+    /// Every managed field as the API shows it once converged.
+    fn fields(&self) -> [(&'static str, Value); 5] {
+        [
+            ("status", json!("Resolved")),
+            ("assignedTo", json!(OWNER)),
+            ("classification", json!("TruePositive")),
+            ("determination", json!("Malware")),
+            ("tags", json!(self.tags)),
+        ]
+    }
+}
+
+/// `n` incidents to change, each with a new comment and every `second_comment_every`-th with
+/// a second one, and the emulator data they start from.
+struct Workload {
+    data: Vec<Value>,
+    desired: Vec<Desired>,
+    repo: TempDir,
+}
+
+impl Workload {
+    fn new(n: usize, seed: u64, second_comment_every: usize) -> Workload {
+        let data = sandbox::generate_incidents(n + n / 5 + 10, seed);
+        let desired: Vec<Desired> = data
+            .iter()
+            .skip(3) // Microsoft's documented incidents
+            .filter(|i| i["status"] != "Redirected")
+            .take(n)
+            .enumerate()
+            .map(|(k, incident)| {
+                let id = incident["incidentId"].as_u64().unwrap();
+                let mut comments = vec![format!("reliability seed {seed}: reviewed {id}")];
+                if k % second_comment_every == 0 {
+                    comments.push(format!("reliability seed {seed}: closed {id}"));
+                }
+                Desired {
+                    id,
+                    tags: vec!["reliability".into(), format!("batch-{}", k % 7)],
+                    comments,
+                }
+            })
+            .collect();
+        assert_eq!(desired.len(), n, "not enough incidents generated");
+        let repo = TempDir::new().unwrap();
+        std::fs::create_dir_all(repo.path().join("incidents")).unwrap();
+        for incident in &desired {
+            std::fs::write(
+                repo.path().join(format!("incidents/{}.yaml", incident.id)),
+                incident.yaml(),
+            )
+            .unwrap();
+        }
+        Workload {
+            data,
+            desired,
+            repo,
+        }
+    }
+
+    /// The PATCH requests a plan needs: one per incident, one more per further comment.
+    fn minimal_patches(&self) -> usize {
+        self.desired.iter().map(|d| d.comments.len()).sum()
+    }
+
+    fn ids(&self) -> BTreeSet<u64> {
+        self.desired.iter().map(|d| d.id).collect()
+    }
+}
+
+// --- the emulator and the binary ------------------------------------------------------------
+
+struct Setup {
+    faults: Faults,
+    limits: Limits,
+    token_lifetime: Duration,
+    seed: u64,
+}
+
+impl Setup {
+    fn quiet(seed: u64) -> Setup {
+        Setup {
+            faults: Faults::default(),
+            limits: Limits::unlimited(),
+            token_lifetime: Duration::from_secs(3599),
+            seed,
+        }
+    }
+}
+
+async fn start(workload: &Workload, setup: Setup) -> Emulator {
+    let mut config = EmulatorConfig::new(workload.data.clone());
+    config.faults = setup.faults;
+    config.limits = setup.limits;
+    config.token_lifetime = setup.token_lifetime;
+    config.seed = setup.seed;
+    config.credentials = sandbox::Credentials::default()
+        .with_static_token(STATIC_TOKEN)
+        .with_client_secret(APP_ID, APP_SECRET);
+    Emulator::start(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap()
+}
+
+/// `incidentops ARGS --api-url URL` with lifted client quotas (the emulator decides what is
+/// throttled), authenticating with client credentials through the emulator's token endpoint.
+fn incidentops(repo: &Path, url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_incidentops"));
+    command
+        .current_dir(repo)
+        .args(args)
+        .args(["--api-url", url])
+        .args(["--max-calls-per-minute", "1000000"])
+        .args(["--max-calls-per-hour", "1000000"])
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("AZURE_TENANT_ID", "reliability-tenant")
+        .env("AZURE_CLIENT_ID", APP_ID)
+        .env("AZURE_CLIENT_SECRET", APP_SECRET)
+        .env("AZURE_AUTHORITY_HOST", url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(mut command: Command) -> Run {
+    let output = command.output().await.unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Collects a running child's stderr in the background.
+fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let mut stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    })
+}
+
+/// Waits until the request log satisfies `point`; fails if the child exits first.
+async fn wait_for_point(
+    emulator: &Emulator,
+    child: &mut Child,
+    what: &str,
+    point: impl Fn(&[LogEntry]) -> bool,
+) -> usize {
+    tokio::select! {
+        entries = emulator.wait_for_requests(point) => entries.len(),
+        status = child.wait() => panic!("apply ended ({status:?}) before the kill point: {what}"),
+    }
+}
+
+// --- what the emulator ends with -------------------------------------------------------------
+
+/// How far the emulator's state is from the desired state.
+#[derive(Debug, Default)]
+struct Check {
+    /// Managed fields not equal to the desired value.
+    field_mismatches: Vec<String>,
+    /// Desired comments absent.
+    missing_comments: usize,
+    /// Desired comments present more than once (extra copies).
+    duplicate_comments: usize,
+}
+
+impl Check {
+    fn converged(&self) -> bool {
+        self.field_mismatches.is_empty() && self.missing_comments == 0
+    }
+}
+
+fn check(emulator: &Emulator, desired: &[Desired], skip: &BTreeSet<u64>) -> Check {
+    let mut result = Check::default();
+    for want in desired.iter().filter(|d| !skip.contains(&d.id)) {
+        let have = emulator.incident(want.id).unwrap();
+        for (field, value) in want.fields() {
+            let same = match field {
+                "tags" => tag_set(&have[field]) == tag_set(&value),
+                _ => have[field] == value,
+            };
+            if !same {
+                result
+                    .field_mismatches
+                    .push(format!("{} {field}: {} (want {value})", want.id, have[field]));
+            }
+        }
+        for comment in &want.comments {
+            match comment_count(&have, comment) {
+                0 => result.missing_comments += 1,
+                1 => {}
+                n => result.duplicate_comments += n - 1,
+            }
+        }
+    }
+    result
+}
+
+fn tag_set(tags: &Value) -> BTreeSet<String> {
+    tags.as_array()
+        .map(|t| t.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+fn comment_count(incident: &Value, text: &str) -> usize {
+    incident["comments"]
+        .as_array()
+        .map_or(0, |c| c.iter().filter(|c| c["comment"] == text).count())
+}
+
+fn is_patch(entry: &LogEntry) -> bool {
+    entry.method == "PATCH"
+}
+
+fn is_get_by_id(entry: &LogEntry) -> bool {
+    entry.method == "GET" && entry.incident_id.is_some()
+}
+
+/// PATCH bodies (sent by `principal`) holding a managed field with a value other than the
+/// desired one: a write over someone's newer value, or a stale value resent.
+fn foreign_writes(log: &[LogEntry], desired: &[Desired], principal: &str) -> Vec<String> {
+    let by_id: HashMap<u64, &Desired> = desired.iter().map(|d| (d.id, d)).collect();
+    let mut wrong = Vec::new();
+    for entry in log
+        .iter()
+        .filter(|e| is_patch(e) && e.client.as_deref() == Some(principal))
+    {
+        let (Some(id), Some(body)) = (entry.incident_id, &entry.body) else {
+            continue;
+        };
+        let Some(want) = by_id.get(&id) else {
+            wrong.push(format!("PATCH of unplanned incident {id}"));
+            continue;
+        };
+        for (field, value) in want.fields() {
+            if let Some(sent) = body.get(field) {
+                let same = match field {
+                    "tags" => tag_set(sent) == tag_set(&value),
+                    _ => *sent == value,
+                };
+                if !same {
+                    wrong.push(format!("{id} {field}: sent {sent}"));
+                }
+            }
+        }
+        if let Some(comment) = body.get("comment") {
+            if !want.comments.iter().any(|c| comment == c.as_str()) {
+                wrong.push(format!("{id}: unplanned comment {comment}"));
+            }
+        }
+    }
+    wrong
+}
+
+fn count(log: &[LogEntry], pred: impl Fn(&LogEntry) -> bool) -> usize {
+    log.iter().filter(|e| pred(e)).count()
+}
+
+/// The figure of a `... N throttled (waited S s) ...` summary line.
+fn waited_seconds(stderr: &str) -> Option<u64> {
+    let rest = stderr.split("(waited ").nth(1)?;
+    rest.split(' ').next()?.parse().ok()
+}
+
+fn report(title: &str, rows: &[String]) {
+    let mut text = format!("\n{title}\n");
+    for row in rows {
+        let _ = writeln!(text, "  {row}");
+    }
+    eprintln!("{text}");
+}
+
+// --- 1. chaos apply ----------------------------------------------------------------------------
+
+/// What one chaos run measured.
+struct ChaosFigures {
+    seed: u64,
+    code: Option<i32>,
+    check: Check,
+    foreign_writes: Vec<String>,
+    patches: usize,
+    minimal: usize,
+    requests: usize,
+    faults: BTreeMap<&'static str, usize>,
+    tokens: usize,
+    unauthorized: usize,
+    elapsed: Duration,
+    stderr: String,
+}
+
+async fn chaos_run(seed: u64) -> ChaosFigures {
+    let workload = Workload::new(300, seed, 5);
+    let emulator = start(
+        &workload,
+        Setup {
+            faults: Faults {
+                latency: Latency::parse("0..200ms").unwrap(),
+                fail_429: 0.10,
+                retry_after_secs: 1,
+                fail_500: 0.05,
+                drop: 0.02,
+                after_apply: 0.5,
+            },
+            // Shorter than the run: the client must renew its token as it goes.
+            token_lifetime: Duration::from_secs(6),
+            ..Setup::quiet(seed)
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let apply = run(incidentops(
+        workload.repo.path(),
+        &emulator.url(),
+        &["apply", "--auto-approve"],
+    ))
+    .await;
+    let elapsed = started.elapsed();
+    let log = emulator.requests();
+    let api = |e: &LogEntry| e.path.starts_with("/api/");
+    let fault = |f: Fault| count(&log, |e| e.fault == Some(f));
+    let faults = BTreeMap::from([
+        ("429", fault(Fault::Throttled)),
+        ("500 before", fault(Fault::ServerError)),
+        ("500 after", fault(Fault::ServerErrorAfterApply)),
+        ("drop before", fault(Fault::Dropped)),
+        ("drop after", fault(Fault::DroppedAfterApply)),
+    ]);
+    ChaosFigures {
+        seed,
+        code: apply.code,
+        check: check(&emulator, &workload.desired, &BTreeSet::new()),
+        foreign_writes: foreign_writes(&log, &workload.desired, APP_PRINCIPAL),
+        patches: count(&log, is_patch),
+        minimal: workload.minimal_patches(),
+        requests: count(&log, api),
+        faults,
+        tokens: count(&log, |e| e.method == "POST"),
+        unauthorized: count(&log, |e| api(e) && e.status == Some(401)),
+        elapsed,
+        stderr: apply.stderr,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_apply_converges_under_faults_with_few_extra_patches() {
+    // Seeds run side by side: each waits mostly on injected latency and Retry-After.
+    let runs = futures_join(seeds().into_iter().map(chaos_run)).await;
+    let mut rows = Vec::new();
+    for r in &runs {
+        rows.push(format!(
+            "seed {}: exit {:?}, converged {}, missing comments {}, duplicate comments {}, \
+             foreign writes {}, PATCH {} / minimal {} = {:.2}x, API requests {}, faults {:?}, \
+             token requests {}, 401s {}, {:.1} s",
+            r.seed,
+            r.code,
+            r.check.converged(),
+            r.check.missing_comments,
+            r.check.duplicate_comments,
+            r.foreign_writes.len(),
+            r.patches,
+            r.minimal,
+            r.patches as f64 / r.minimal as f64,
+            r.requests,
+            r.faults,
+            r.tokens,
+            r.unauthorized,
+            r.elapsed.as_secs_f64()
+        ));
+    }
+    report("chaos apply (300 incidents)", &rows);
+    for r in &runs {
+        let seed = r.seed;
+        assert_eq!(r.code, Some(0), "seed {seed}: {}", r.stderr);
+        assert!(
+            r.check.converged(),
+            "seed {seed}: {:?}\n{}",
+            r.check,
+            r.stderr
+        );
+        assert_eq!(r.check.duplicate_comments, 0, "seed {seed}");
+        assert!(r.foreign_writes.is_empty(), "seed {seed}: {:?}", r.foreign_writes);
+        assert!(
+            r.patches as f64 <= 1.3 * r.minimal as f64,
+            "seed {seed}: {} PATCH calls for {} planned",
+            r.patches,
+            r.minimal
+        );
+        // The faults were really there, and the token really expired during the run.
+        for (name, n) in &r.faults {
+            assert!(*n > 0, "seed {seed}: no {name} fault was injected");
+        }
+        assert!(r.tokens >= 2, "seed {seed}: {} token requests", r.tokens);
+        assert!(
+            r.stderr.contains("Apply complete: 300 incident(s) changed"),
+            "seed {seed}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// Runs futures concurrently on the current runtime and returns their results in order.
+async fn futures_join<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results
+}
