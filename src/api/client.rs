@@ -81,6 +81,34 @@ struct Inner {
     clock: Arc<dyn Clock>,
     backoff: Mutex<Backoff>,
     stats: Mutex<CallStats>,
+    held_back: Mutex<HeldBack>,
+}
+
+/// Wall-clock time during which at least one call was waiting: concurrent calls that wait
+/// out the same pause count it once, unlike [`CallStats::waited`], which adds up every call.
+#[derive(Default)]
+struct HeldBack {
+    waiting: u32,
+    since: Option<tokio::time::Instant>,
+    total: Duration,
+}
+
+/// Counts a call as waiting until dropped (also when its future is cancelled).
+struct Waiting<'a> {
+    client: &'a Client,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let now = self.client.inner.clock.now();
+        let mut held = self.client.held_back_lock();
+        held.waiting = held.waiting.saturating_sub(1);
+        if held.waiting == 0
+            && let Some(since) = held.since.take()
+        {
+            held.total += now.saturating_duration_since(since);
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -173,6 +201,7 @@ impl Client {
                 clock: config.clock,
                 backoff: Mutex::new(backoff),
                 stats: Mutex::new(CallStats::default()),
+                held_back: Mutex::new(HeldBack::default()),
             }),
         })
     }
@@ -281,6 +310,17 @@ impl Client {
         stats
     }
 
+    /// Wall-clock time so far during which at least one call waited (pacing, a 429 pause or
+    /// backoff): what waiting cost a run, however many calls waited together.
+    pub fn time_held_back(&self) -> Duration {
+        let now = self.inner.clock.now();
+        let held = self.held_back_lock();
+        held.total
+            + held
+                .since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
     /// The throttle shared by every clone of this client.
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
@@ -377,7 +417,10 @@ impl Client {
         let mut refreshed = false;
         loop {
             // Pacing waits are not retry waits: only the latter count against `max_wait`.
-            let waited = self.inner.throttle.acquire(call.kind).await;
+            let waited = {
+                let _waiting = self.waiting();
+                self.inner.throttle.acquire(call.kind).await
+            };
             self.stats_lock().waited += waited;
             let token = self.inner.tokens.token().await.map_err(CallError::Final)?;
             let authorization = bearer_header(&token).map_err(CallError::Final)?;
@@ -528,7 +571,10 @@ impl Client {
     }
 
     async fn wait(&self, delay: Duration, budget: &mut Budget) {
-        self.inner.clock.sleep(delay).await;
+        {
+            let _waiting = self.waiting();
+            self.inner.clock.sleep(delay).await;
+        }
         budget.waited += delay;
         self.stats_lock().waited += delay;
     }
@@ -540,6 +586,23 @@ impl Client {
             CallKind::Get => stats.get += 1,
             CallKind::Patch => stats.patch += 1,
         }
+    }
+
+    fn waiting(&self) -> Waiting<'_> {
+        let now = self.inner.clock.now();
+        let mut held = self.held_back_lock();
+        if held.waiting == 0 {
+            held.since = Some(now);
+        }
+        held.waiting += 1;
+        Waiting { client: self }
+    }
+
+    fn held_back_lock(&self) -> MutexGuard<'_, HeldBack> {
+        self.inner
+            .held_back
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn stats_lock(&self) -> MutexGuard<'_, CallStats> {

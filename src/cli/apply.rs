@@ -123,9 +123,11 @@ async fn run_with(
         });
     }
     let before = client.stats();
+    let held_back = client.time_held_back();
     let outcome = apply::apply(client, &plan, stop.clone(), progress(&plan)).await;
     let after = client.stats();
-    report(&plan, &outcome, &before, &after);
+    let held_back = client.time_held_back().saturating_sub(held_back);
+    report(&plan, &outcome, &before, &after, held_back);
     Ok(
         if outcome.failed.is_empty() && outcome.conflicts.is_empty() && !stop.load(Ordering::SeqCst)
         {
@@ -212,6 +214,7 @@ fn report(
     outcome: &Outcome,
     before: &crate::api::CallStats,
     after: &crate::api::CallStats,
+    held_back: Duration,
 ) {
     let applied: std::collections::BTreeSet<u64> = outcome.applied.iter().copied().collect();
     let (fields, comments) = plan
@@ -247,7 +250,6 @@ fn report(
     }
     let calls = after.calls() - before.calls();
     let throttled = after.throttled - before.throttled;
-    let waited = after.waited.saturating_sub(before.waited);
     eprintln!(
         "Apply {}: {} incident(s) changed ({fields} fields, {comments} comments) with {} requests; {calls} API calls, {throttled} throttled (waited {} s), in {:.1} s.",
         if outcome.failed.is_empty()
@@ -261,7 +263,7 @@ fn report(
         },
         outcome.applied.len(),
         outcome.requests_sent,
-        waited.as_secs(),
+        held_back.as_secs(),
         outcome.elapsed.as_secs_f64()
     );
     if !outcome.failed.is_empty() {
