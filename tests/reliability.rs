@@ -509,10 +509,13 @@ fn applied_patches_of(log: &[LogEntry], id: u64) -> usize {
     })
 }
 
+/// Whether a run has reached a point, judged from the request log so far.
+type Reached = Box<dyn Fn(&[LogEntry]) -> bool + Send + Sync>;
+
 /// A point of a run, chosen from the request log.
 struct KillPoint {
     name: &'static str,
-    reached: Box<dyn Fn(&[LogEntry]) -> bool + Send + Sync>,
+    reached: Reached,
 }
 
 fn kill_points(workload: &Workload) -> Vec<KillPoint> {
