@@ -101,6 +101,10 @@ pub struct Summary {
     pub comments: usize,
     /// PATCH requests apply will send.
     pub requests: usize,
+    /// Every call apply will send: the PATCHes, plus one GET per changed incident to check
+    /// nobody changed it since the plan read it.
+    #[serde(default)]
+    pub apply_calls: usize,
     pub errors: usize,
     /// API calls spent reading the current state.
     pub read_calls: u64,
@@ -190,12 +194,14 @@ pub fn build(inputs: Inputs<'_>) -> Plan {
         fields: changes.iter().map(PlannedChange::changed_fields).sum(),
         comments: changes.iter().map(PlannedChange::new_comments).sum(),
         requests,
+        apply_calls: requests + changes.len(),
         errors: errors.len(),
         read_calls: inputs.read_calls,
         calls_per_minute: inputs.calls_per_minute,
         calls_per_hour: inputs.calls_per_hour,
         estimated_seconds: estimate_seconds(
             requests as u64,
+            changes.len() as u64,
             inputs.calls_per_minute,
             inputs.calls_per_hour,
         ),
@@ -220,17 +226,20 @@ fn error_at(loaded: &LoadedIncident, file: &str, field: &str, message: String) -
     }
 }
 
-/// Time to send `requests` PATCH calls at the quotas: spread at the minute rate, and, past
-/// the hourly quota, a full hour per further batch.
-pub fn estimate_seconds(requests: u64, per_minute: u32, per_hour: u32) -> u64 {
-    if requests == 0 {
+/// Time apply needs at the quotas: `patches` PATCH calls at the minute rate, `rereads` GETs at
+/// their own (twice as high) minute rate, and, past the hourly quota that all calls share, a full
+/// hour per further batch.
+pub fn estimate_seconds(patches: u64, rereads: u64, per_minute: u32, per_hour: u32) -> u64 {
+    let calls = patches + rereads;
+    if calls == 0 {
         return 0;
     }
     let per_minute = u64::from(per_minute.max(1));
     let per_hour = u64::from(per_hour.max(1));
-    let minute_bound = (requests * 60).div_ceil(per_minute);
-    let hour_bound = (requests - 1) / per_hour * 3600;
-    minute_bound.max(hour_bound)
+    let patch_bound = (patches * 60).div_ceil(per_minute);
+    let get_bound = (rereads * 60).div_ceil(per_minute * 2);
+    let hour_bound = (calls - 1) / per_hour * 3600;
+    patch_bound.max(get_bound).max(hour_bound)
 }
 
 #[cfg(test)]
@@ -239,11 +248,14 @@ mod tests {
 
     #[test]
     fn estimate_follows_the_minute_quota_then_the_hourly_one() {
-        assert_eq!(estimate_seconds(0, 50, 1500), 0);
-        assert_eq!(estimate_seconds(5, 50, 1500), 6);
-        assert_eq!(estimate_seconds(100, 50, 1500), 120);
+        assert_eq!(estimate_seconds(0, 0, 50, 1500), 0);
+        assert_eq!(estimate_seconds(5, 0, 50, 1500), 6);
+        assert_eq!(estimate_seconds(5, 4, 50, 1500), 6);
+        assert_eq!(estimate_seconds(100, 100, 50, 1500), 120);
         // 3000 calls: the hourly quota binds: the second half starts an hour later.
-        assert_eq!(estimate_seconds(3000, 50, 1500), 3600);
-        assert_eq!(estimate_seconds(3001, 50, 1500), 7200);
+        assert_eq!(estimate_seconds(3000, 0, 50, 1500), 3600);
+        assert_eq!(estimate_seconds(3001, 0, 50, 1500), 7200);
+        // The re-reads share the hourly quota: 1000 PATCHes + 1000 GETs cross it.
+        assert_eq!(estimate_seconds(1000, 1000, 50, 1500), 3600);
     }
 }

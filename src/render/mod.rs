@@ -42,11 +42,11 @@ pub fn eta(seconds: u64) -> String {
 pub fn calls_and_eta(summary: &Summary) -> String {
     let mut out = format!(
         "{}, {} at {} calls/min",
-        count(summary.requests, "API call", "API calls"),
+        count(summary.apply_calls, "API call", "API calls"),
         eta(summary.estimated_seconds),
         summary.calls_per_minute
     );
-    if summary.requests as u64 > u64::from(summary.calls_per_hour) {
+    if summary.apply_calls as u64 > u64::from(summary.calls_per_hour) {
         out.push_str(&format!(
             " (hourly quota of {} calls)",
             summary.calls_per_hour
@@ -206,6 +206,7 @@ mod tests {
     fn summary(requests: usize, estimated_seconds: u64) -> Summary {
         Summary {
             requests,
+            apply_calls: requests,
             calls_per_minute: 50,
             calls_per_hour: 1500,
             estimated_seconds,
@@ -232,7 +233,7 @@ mod tests {
     #[test]
     fn calls_and_eta_says_when_the_hourly_quota_binds() {
         let requests = 3001;
-        let seconds = crate::plan::estimate_seconds(requests, 50, 1500);
+        let seconds = crate::plan::estimate_seconds(requests, 0, 50, 1500);
         assert_eq!(
             calls_and_eta(&summary(requests as usize, seconds)),
             "3001 API calls, about 2 h at 50 calls/min (hourly quota of 1500 calls)"
