@@ -192,11 +192,17 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
         .iter()
         .map(|f| (f.display.as_str(), f))
         .collect();
+    // Each file's lines are split once: thousands of errors in one file must not rescan it
+    // for each error.
+    let mut lines_of: HashMap<&str, Vec<&str>> = HashMap::new();
     for diagnostic in &mut state.diagnostics {
-        if diagnostic.line_text.is_none() {
-            diagnostic.line_text = by_display
-                .get(diagnostic.file.as_str())
-                .and_then(|f| source_line(&f.text, diagnostic.pos.line));
+        if diagnostic.line_text.is_none()
+            && let Some(file) = by_display.get(diagnostic.file.as_str())
+        {
+            let lines = lines_of
+                .entry(file.display.as_str())
+                .or_insert_with(|| file.text.lines().collect());
+            diagnostic.line_text = source_line(lines, diagnostic.pos.line);
         }
     }
     state
@@ -525,9 +531,9 @@ fn decode(bytes: &[u8]) -> Result<String, (Pos, String)> {
     }
 }
 
-fn source_line(text: &str, line: u64) -> Option<String> {
+fn source_line(lines: &[&str], line: u64) -> Option<String> {
     let index = usize::try_from(line.checked_sub(1)?).ok()?;
-    let line = text.lines().nth(index)?;
+    let line = lines.get(index)?;
     Some(line.trim_end_matches('\r').chars().take(300).collect())
 }
 
