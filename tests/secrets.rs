@@ -79,6 +79,15 @@ fn issued_token(text: &str) -> Option<&str> {
     })
 }
 
+/// One command of the secrets run: name, folder, arguments, environment, expected exit code.
+type Case<'a> = (
+    &'a str,
+    &'a Path,
+    Vec<&'a str>,
+    &'a [(&'a str, &'a str)],
+    i32,
+);
+
 struct Run {
     code: Option<i32>,
     stdout: String,
@@ -253,7 +262,7 @@ fn no_command_leaks_a_secret_token_or_assertion_in_output_logs_or_files() {
     let r = repo.path();
     let i = imported.path();
     // (name, folder, arguments, environment, expected exit code)
-    let cases: Vec<(&str, &Path, Vec<&str>, &[(&str, &str)], i32)> = vec![
+    let cases: Vec<Case> = vec![
         ("validate", r, vec!["validate"], &every_secret, 0),
         ("schema", r, vec!["schema"], &every_secret, 0),
         (
