@@ -5,7 +5,8 @@
 //!
 //! The committed corpus is `tests/fixtures/hostile/` with its verdicts in `expected.txt`; what
 //! is too big to commit, or is not a plain file (symbolic links, a `.yaml` folder, a FIFO), is
-//! made here.
+//! made here. Linux only: the limits are bash's `ulimit -v` and `ulimit -t`.
+#![cfg(target_os = "linux")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
