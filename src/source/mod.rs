@@ -131,23 +131,18 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
         }
     };
 
+    let mut definitions = Vec::new();
     for raw in raw_files {
         let display = format!("{display_base}{}", raw.path);
         match raw.content {
-            Ok(bytes) => match decode(&bytes) {
-                Ok(text) => state.files.push(SourceFile {
-                    path: raw.path,
-                    display,
-                    text,
-                }),
-                Err((pos, message)) => state.diagnostics.push(Diagnostic {
-                    file: display,
-                    pos,
-                    message,
-                    line_text: None,
-                    related: Vec::new(),
-                }),
-            },
+            Ok(bytes) => check_bytes(
+                &validator,
+                &mut state,
+                raw.path,
+                display,
+                &bytes,
+                &mut definitions,
+            ),
             Err(message) => state.diagnostics.push(Diagnostic {
                 file: display,
                 pos: Pos { line: 1, column: 1 },
@@ -156,11 +151,6 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
                 related: Vec::new(),
             }),
         }
-    }
-
-    let mut definitions = Vec::new();
-    for index in 0..state.files.len() {
-        parse_file(&validator, &mut state, index, &mut definitions);
     }
     report_duplicate_ids(&mut state, definitions);
 
@@ -202,17 +192,83 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
         .iter()
         .map(|f| (f.display.as_str(), f))
         .collect();
+    // Each file's lines are split once: thousands of errors in one file must not rescan it
+    // for each error.
+    let mut lines_of: HashMap<&str, Vec<&str>> = HashMap::new();
     for diagnostic in &mut state.diagnostics {
-        if diagnostic.line_text.is_none() {
-            diagnostic.line_text = by_display
-                .get(diagnostic.file.as_str())
-                .and_then(|f| source_line(&f.text, diagnostic.pos.line));
+        if diagnostic.line_text.is_none()
+            && let Some(file) = by_display.get(diagnostic.file.as_str())
+        {
+            let lines = lines_of
+                .entry(file.display.as_str())
+                .or_insert_with(|| file.text.lines().collect());
+            diagnostic.line_text = source_line(lines, diagnostic.pos.line);
         }
     }
     state
         .diagnostics
         .sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
     Ok(state)
+}
+
+/// Parses and validates one file's bytes exactly as [`load`] does (decoding, YAML, schema,
+/// ids defined twice in the file) and returns its diagnostics: the entry point of the fuzz
+/// target and of anything else that checks a single file.
+pub fn check_file(path: &str, bytes: &[u8]) -> Vec<Diagnostic> {
+    static VALIDATOR: std::sync::OnceLock<Result<SchemaValidator, String>> =
+        std::sync::OnceLock::new();
+    let validator = match VALIDATOR.get_or_init(SchemaValidator::new) {
+        Ok(validator) => validator,
+        Err(message) => {
+            return vec![Diagnostic {
+                file: path.to_string(),
+                pos: Pos { line: 1, column: 1 },
+                message: message.clone(),
+                line_text: None,
+                related: Vec::new(),
+            }];
+        }
+    };
+    let mut state = DesiredState::default();
+    let mut definitions = Vec::new();
+    check_bytes(
+        validator,
+        &mut state,
+        path.to_string(),
+        path.to_string(),
+        bytes,
+        &mut definitions,
+    );
+    report_duplicate_ids(&mut state, definitions);
+    state.diagnostics
+}
+
+/// Decodes one file, keeps its text in `state.files`, and parses and validates it.
+fn check_bytes(
+    validator: &SchemaValidator,
+    state: &mut DesiredState,
+    path: String,
+    display: String,
+    bytes: &[u8],
+    definitions: &mut Vec<Definition>,
+) {
+    match decode(bytes) {
+        Ok(text) => {
+            state.files.push(SourceFile {
+                path,
+                display,
+                text,
+            });
+            parse_file(validator, state, state.files.len() - 1, definitions);
+        }
+        Err((pos, message)) => state.diagnostics.push(Diagnostic {
+            file: display,
+            pos,
+            message,
+            line_text: None,
+            related: Vec::new(),
+        }),
+    }
 }
 
 fn not_in_git(repo: &Path, flag: &str) -> SourceError {
@@ -475,9 +531,9 @@ fn decode(bytes: &[u8]) -> Result<String, (Pos, String)> {
     }
 }
 
-fn source_line(text: &str, line: u64) -> Option<String> {
+fn source_line(lines: &[&str], line: u64) -> Option<String> {
     let index = usize::try_from(line.checked_sub(1)?).ok()?;
-    let line = text.lines().nth(index)?;
+    let line = lines.get(index)?;
     Some(line.trim_end_matches('\r').chars().take(300).collect())
 }
 
