@@ -16,6 +16,10 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// More nesting than any incident file needs; also keeps recursion shallow.
 const MAX_DEPTH: usize = 32;
 
+/// Longest list and largest mapping accepted: an incident has seven fields and a few dozen
+/// tags or comments; a million items is an attack, refused before it costs seconds.
+pub const MAX_ITEMS: usize = 10_000;
+
 /// A file holds at most this many documents.
 pub const MAX_DOCUMENTS: usize = 100_000;
 
@@ -118,9 +122,19 @@ pub fn parse_documents(text: &str) -> Result<Vec<YamlDocument>, YamlError> {
         strict_booleans: true,
     };
     let nodes: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|error| YamlError {
-            pos: error.location().map(Pos::from).unwrap_or_default(),
-            message: error_message(&error),
+        .map_err(|error| {
+            // Errors our own visitor raises carry their place in the message; saphyr cannot
+            // locate them.
+            let pos = error
+                .location()
+                .map(Pos::from)
+                .filter(|pos| pos.line > 0)
+                .or_else(|| location_in(&error.without_snippet().to_string()))
+                .unwrap_or(Pos { line: 1, column: 1 });
+            YamlError {
+                pos,
+                message: error_message(&error),
+            }
         })?;
     nodes.into_iter().map(convert_document).collect()
 }
@@ -142,6 +156,18 @@ fn error_message(error: &serde_saphyr::Error) -> String {
     } else {
         message.to_string()
     }
+}
+
+/// The first " at line L, column C" in a message: where an error raised by our own visitor
+/// (which saphyr cannot locate) happened.
+fn location_in(message: &str) -> Option<Pos> {
+    let tail = &message[message.find(" at line ")? + " at line ".len()..];
+    let (line, tail) = tail.split_once(", column ")?;
+    let column: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    Some(Pos {
+        line: line.parse().ok()?,
+        column: column.parse().ok()?,
+    })
 }
 
 /// Removes saphyr's " at line L, column C" fragments: the position is already in our prefix.
@@ -331,6 +357,13 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            if items.len() == MAX_ITEMS {
+                return Err(de::Error::custom(format_args!(
+                    "a list of more than {MAX_ITEMS} items is longer than any incident needs at line {}, column {}",
+                    item.referenced.line(),
+                    item.referenced.column()
+                )));
+            }
             items.push(item);
         }
         Ok(Node::Seq(items))
@@ -339,6 +372,13 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<Node>>()? {
+            if entries.len() == MAX_ITEMS {
+                return Err(de::Error::custom(format_args!(
+                    "a mapping of more than {MAX_ITEMS} keys is larger than any incident needs at line {}, column {}",
+                    key.referenced.line(),
+                    key.referenced.column()
+                )));
+            }
             let value = map.next_value::<Spanned<Node>>()?;
             entries.push((key, value));
         }
