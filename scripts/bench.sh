@@ -9,7 +9,7 @@
 #   scripts/bench.sh apply      # apply pacing at 50/min (3 min per run) and with windows / 60
 #   scripts/bench.sh apply-report  # the apply tables again, from the last run's request logs
 #   scripts/bench.sh startup    # --version and validate of 10 files (hyperfine)
-#   scripts/bench.sh all        # everything above (about 25 minutes, most of it apply pacing)
+#   scripts/bench.sh all        # everything above (about 35 minutes, most of it apply pacing)
 #
 # Knobs (environment): RUNS (default 5), VALIDATE_SIZES (default "1000 10000 100000"),
 # CJS_100K_TIMEOUT (seconds allowed to one check-jsonschema run on 100,000 files; default 300,
