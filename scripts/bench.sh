@@ -298,7 +298,7 @@ PY
 
 case ${1:-} in
   tools) tools ;;
-  local) local_bench ;;
+  local) tools && local_bench ;;
   validate) tools && validate ;;
   plan) tools && plan ;;
   apply) tools && apply ;;
