@@ -6,14 +6,14 @@
 #   scripts/bench.sh local      # cargo bench --bench local: in-process load/validate, diff, render
 #   scripts/bench.sh validate   # validate 1,000 / 10,000 / 100,000 files vs check-jsonschema
 #   scripts/bench.sh plan       # plan 10,000 incidents against the emulator: read calls, CPU
-#   scripts/bench.sh apply      # apply pacing at 50/min (3 min per run) and with windows / 60
+#   scripts/bench.sh apply      # apply pacing at 50/min (4 min per run) and with windows / 60
 #   scripts/bench.sh apply-report  # the apply tables again, from the last run's request logs
 #   scripts/bench.sh startup    # --version and validate of 10 files (hyperfine)
 #   scripts/bench.sh all        # everything above (about 35 minutes, most of it apply pacing)
 #
 # Knobs (environment): RUNS (default 5), VALIDATE_SIZES (default "1000 10000 100000"),
 # CJS_100K_TIMEOUT (seconds allowed to one check-jsonschema run on 100,000 files; default 300,
-# 0 skips it), APPLY_PARALLEL=1 (run the five 3-minute apply runs at the same time, each with its
+# 0 skips it), APPLY_PARALLEL=1 (run the five 4-minute apply runs at the same time, each with its
 # own emulator, instead of one after the other). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -247,7 +247,7 @@ apply() {
     echo
     machine
     echo
-    say "apply at the documented quotas: $runs runs of about 3 minutes"
+    say "apply at the documented quotas: $runs runs of about 4 minutes"
     rm -rf "$data"/apply-real-* "$data"/apply-scaled-*
     if [ "${APPLY_PARALLEL:-0}" = 1 ]; then
       for i in $(seq "$runs"); do apply_run "real-$i" 205 180 1 & done
