@@ -20,6 +20,9 @@ pub use config::{
     ClientApp, Credentials, EmulatorConfig, Faults, Latency, Limits, SandboxError, Secret,
 };
 pub use log::{Fault, LogEntry};
-pub use seed::{FIRST_GENERATED_ID, documented_incidents, generate_incidents};
+pub use seed::{
+    BENCHMARK_COMMENT, DesiredFile, FIRST_GENERATED_ID, documented_incidents,
+    generate_desired_files, generate_incidents,
+};
 pub use server::Emulator;
 pub use state::{load_incidents, save_incidents};

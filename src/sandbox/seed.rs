@@ -273,6 +273,95 @@ pub fn generate_incidents(n: usize, seed: u64) -> Vec<Value> {
     incidents
 }
 
+/// One desired-state file: its path below the repository (`incidents/<id>.yaml`) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// The comment every changed incident of [`generate_desired_files`] asks for; no generated
+/// incident has it, so each changed file plans at least one request.
+pub const BENCHMARK_COMMENT: &str = "Closed by the incidentops benchmark";
+
+/// Desired-state files for the incidents that `generate_incidents(n, seed)` serves (what
+/// `incidentops sandbox --generate N --seed S` starts from): one file per generated incident,
+/// `incidents/<id>.yaml`, managing the fields the incident has, as `import` would write them.
+/// Merged (`Redirected`) incidents are skipped: they can no longer be changed.
+///
+/// A share `changed` (0.0 to 1.0) of the files, drawn from `seed`, asks for a change (resolved
+/// as a true positive, plus [`BENCHMARK_COMMENT`]); the others match the current state, so a
+/// plan finds them unchanged. Same `(n, seed, changed)`, same files; every file is valid.
+pub fn generate_desired_files(n: usize, seed: u64, changed: f64) -> Vec<DesiredFile> {
+    let mut rng = SplitMix64::new(seed ^ 0x6465_7369_7265_6421); // "desired!": not the API's draw
+    generate_incidents(n, seed)
+        .iter()
+        .filter(|incident| {
+            incident["incidentId"]
+                .as_u64()
+                .is_some_and(|id| id >= FIRST_GENERATED_ID)
+                && incident["status"] != "Redirected"
+        })
+        .map(|incident| desired_file(incident, rng.chance(changed)))
+        .collect()
+}
+
+fn desired_file(incident: &Value, changed: bool) -> DesiredFile {
+    use crate::model::{Classification, Determination, Status};
+    use std::fmt::Write as _;
+
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let id = incident["incidentId"].as_u64().unwrap_or_default();
+    let text_of = |key: &str| incident[key].as_str().unwrap_or_default();
+    let mut status = Status::parse(text_of("status"));
+    let mut classification = Classification::parse(text_of("classification"));
+    let mut determination = Determination::parse(text_of("determination"));
+    if classification.is_none() {
+        determination = None; // a value this version does not know: leave both unmanaged
+    }
+    let mut comments: Vec<&str> = incident["comments"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["comment"].as_str()).collect())
+        .unwrap_or_default();
+    if changed {
+        status = Some(Status::Resolved);
+        classification = Some(Classification::TruePositive);
+        determination = Some(Determination::Malware);
+        comments.push(BENCHMARK_COMMENT);
+    }
+
+    let mut text = String::from("# yaml-language-server: $schema=../schema/incident.schema.json\n");
+    let _ = writeln!(text, "# {}", text_of("incidentName"));
+    let _ = writeln!(text, "id: {id}");
+    if let Some(status) = status {
+        let _ = writeln!(text, "status: {status}");
+    }
+    if let Some(owner) = incident["assignedTo"].as_str() {
+        let _ = writeln!(text, "assignedTo: {owner}");
+    }
+    if let Some(classification) = classification {
+        let _ = writeln!(text, "classification: {classification}");
+    }
+    if let Some(determination) = determination {
+        let _ = writeln!(text, "determination: {determination}");
+    }
+    let tags: Vec<String> = incident["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).map(quote).collect())
+        .unwrap_or_default();
+    let _ = writeln!(text, "tags: [{}]", tags.join(", "));
+    if !comments.is_empty() {
+        text.push_str("comments:\n");
+        for comment in comments {
+            let _ = writeln!(text, "  - {}", quote(comment));
+        }
+    }
+    DesiredFile {
+        path: format!("incidents/{id}.yaml"),
+        text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
