@@ -14,6 +14,10 @@ use crate::api::client::PAGE_SIZE;
 use crate::api::wire::Incident;
 use crate::api::{ApiError, Client};
 
+/// Up to this many managed incidents are read one GET each, without a first list page to
+/// estimate: the estimate itself would cost a call, and at most this many GETs is cheap.
+const DIRECT_GETS: usize = 10;
+
 /// How many GETs may be in flight at once; the client's pacing decides when they are sent.
 const GET_CONCURRENCY: usize = 16;
 
@@ -44,8 +48,7 @@ pub async fn current_state(client: &Client, ids: &[u64]) -> Result<CurrentState,
     let mut found = HashMap::new();
     let strategy = if wanted.is_empty() {
         Strategy::Nothing
-    } else if wanted.len() <= 2 {
-        // Two GETs never cost more than a list that has to page at least once.
+    } else if wanted.len() <= DIRECT_GETS {
         get_each(client, &wanted, &mut found).await?;
         Strategy::ById
     } else {

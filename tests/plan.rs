@@ -459,11 +459,22 @@ mod fetch {
     async fn recent_incidents_come_from_the_first_page_and_unknown_ids_are_absent() {
         let (_emulator, client) = setup(1_000).await;
         let newest = FIRST_GENERATED_ID + 999;
-        let ids = [newest, newest - 1, newest - 2, 42];
+        let ids: Vec<u64> = (newest - 29..=newest).chain([42]).collect();
         let state = current_state(&client, &ids).await.unwrap();
-        assert_eq!(state.incidents.len(), 3);
+        assert_eq!(state.incidents.len(), 30);
         assert!(!state.incidents.contains_key(&42));
+        // The first page holds them all; only the unknown id is confirmed by a GET.
         assert!(state.calls <= 2, "{} calls", state.calls);
+    }
+
+    #[tokio::test]
+    async fn a_handful_of_incidents_cost_at_most_one_call_each() {
+        let (_emulator, client) = setup(1_000).await;
+        let ids: Vec<u64> = (0..10).map(|i| FIRST_GENERATED_ID + i * 97).collect();
+        let state = current_state(&client, &ids).await.unwrap();
+        assert_eq!(state.strategy, Strategy::ById);
+        assert_eq!(state.incidents.len(), 10);
+        assert_eq!(state.calls, 10);
     }
 }
 
