@@ -1599,6 +1599,60 @@ async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
     );
 }
 
+/// A stop request sent the instant the address is printed is a clean stop that saves state,
+/// never the default kill: the handlers are installed before the address is announced. Each
+/// signal is tried several times, since the race it guards against lasts microseconds.
+#[cfg(unix)]
+#[test]
+fn sandbox_command_stops_cleanly_on_sigint_or_sigterm_sent_as_soon_as_it_is_ready() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    for signal in ["-INT", "-TERM"] {
+        for attempt in 0..5 {
+            let dir = tempfile::TempDir::new().unwrap();
+            let data = dir.path().join("state.json");
+            std::fs::copy(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/incidents-list.json"
+                ),
+                &data,
+            )
+            .unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_incidentops"))
+                .args(["sandbox", "--listen", "127.0.0.1:0", "--persist", "--data"])
+                .arg(&data)
+                .env_clear()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let exit = child.wait().unwrap();
+            assert!(exit.success(), "kill {signal}, attempt {attempt}: {exit:?}");
+            // Shutdown rewrites the file in the emulator's own layout: it differs from the fixture.
+            let saved = std::fs::read_to_string(&data).unwrap();
+            let fixture = include_str!("fixtures/incidents-list.json");
+            assert_ne!(
+                saved, fixture,
+                "kill {signal}, attempt {attempt}: state saved"
+            );
+            let saved: Value = serde_json::from_str(&saved).unwrap();
+            assert_eq!(saved["value"].as_array().unwrap().len(), 3);
+        }
+    }
+}
+
 // --- the real client against the emulator ----------------------------------------------------
 
 /// The client and the emulator together: under 20% injected `429`s, every patch lands exactly

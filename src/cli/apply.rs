@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::connect::{Connection, SandboxOption};
 use super::plan::{make_plan, stdout_color};
+use super::signals::Interrupts;
 use super::{ApiArgs, CommandError, SourceArgs};
 use crate::apply::{self, Outcome};
 use crate::plan::{FORMAT_VERSION, Plan};
@@ -109,17 +110,18 @@ async fn run_with(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    let mut interrupts = Interrupts::install()
+        .map_err(|e| CommandError::User(format!("cannot install the Ctrl-C handler: {e}")))?;
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "\nStopping: finishing the requests in flight, starting no new ones (Ctrl-C again to abort)."
-                );
-                let _ = tokio::signal::ctrl_c().await;
-                std::process::exit(130);
-            }
+            interrupts.recv().await;
+            stop.store(true, Ordering::SeqCst);
+            eprintln!(
+                "\nStopping: finishing the requests in flight, starting no new ones (Ctrl-C again to abort)."
+            );
+            interrupts.recv().await;
+            std::process::exit(130);
         });
     }
     let before = client.stats();

@@ -7,6 +7,7 @@ mod import;
 mod plan;
 mod sandbox;
 mod schema;
+mod signals;
 mod validate;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CommandError;
+use super::signals::Interrupts;
 use crate::sandbox::{Credentials, Emulator, EmulatorConfig, Faults, Latency, Limits};
 
 #[derive(Debug, Args)]
@@ -106,6 +107,10 @@ pub fn run(args: &SandboxArgs) -> Result<ExitCode, CommandError> {
         .map_err(|e| CommandError::User(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let emulator = Emulator::start(config, args.listen).await.map_err(user)?;
+        // Installed before the address is announced, so that a stop request sent as soon as the
+        // address is read is a clean stop (state saved), never the default kill.
+        let mut interrupts = Interrupts::install()
+            .map_err(|e| CommandError::User(format!("cannot install the stop handler: {e}")))?;
         if !emulator.addr().ip().is_loopback() {
             eprintln!(
                 "warning: listening on {}, which other machines can reach; the sandbox is a test double, not a service",
@@ -119,7 +124,7 @@ pub fn run(args: &SandboxArgs) -> Result<ExitCode, CommandError> {
             emulator.url(),
             emulator.token_url("<tenant>")
         );
-        let _ = tokio::signal::ctrl_c().await;
+        interrupts.recv().await;
         eprintln!("sandbox: stopping");
         emulator.shutdown().await.map_err(user)
     })?;
