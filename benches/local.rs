@@ -129,6 +129,7 @@ fn main() {
                 read_calls: 0,
                 calls_per_minute: 50,
                 calls_per_hour: 1500,
+                edit_check: incidentops::apply::EditCheck::Auto,
             })
         };
         report(

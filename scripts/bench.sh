@@ -8,6 +8,7 @@
 #   scripts/bench.sh plan       # plan 10,000 incidents against the emulator: read calls, CPU
 #   scripts/bench.sh apply      # apply pacing at 50/min (4 min per run) and with windows / 60
 #   scripts/bench.sh apply-report  # the apply tables again, from the last run's request logs
+#   scripts/bench.sh edit-check # the concurrent-edit check, --edit-check get vs list (4 min)
 #   scripts/bench.sh startup    # --version and validate of 10 files (hyperfine)
 #   scripts/bench.sh all        # everything above (about 35 minutes, most of it apply pacing)
 #
@@ -271,6 +272,39 @@ apply() {
   } | tee "$results/apply.md"
 }
 
+# The concurrent-edit check's cost at the documented quotas: `--edit-check get` vs `list`,
+# RUNS runs of each at the same time (each its own emulator), about 4 minutes in all.
+edit_check() {
+  {
+    echo "### The concurrent-edit check at the documented quotas (\`scripts/bench.sh edit-check\`)"
+    echo
+    machine
+    echo
+    say "apply with --edit-check get and list: $runs runs each, at the same time, about 4 minutes"
+    rm -rf "$data"/apply-check-*
+    for i in $(seq "$runs"); do
+      apply_run "check-get-$i" 205 180 1 --edit-check get &
+      apply_run "check-list-$i" 205 180 1 --edit-check list &
+    done
+    wait
+    python3 - "$data" <<'PY'
+import glob, json, statistics, sys
+data = sys.argv[1]
+def mmm(values, fmt="{:.0f}"):
+    v = sorted(values)
+    return " / ".join(fmt.format(x) for x in (v[0], statistics.median(v), v[-1]))
+print("| mode | runs | PATCHes accepted | GETs by id | listings | calls per PATCH | changed incidents per hour the 1,500-call quota allows | first→last PATCH (s) |")
+print("|---|---|---|---|---|---|---|---|")
+for mode in ("get", "list"):
+    rows = [json.load(open(f"{d}/stats.json")) for d in sorted(glob.glob(f"{data}/apply-check-{mode}-*"))]
+    per_patch = [(r["patchesAccepted"] + r["getById"] + r["listings"]) / r["patchesAccepted"] for r in rows]
+    print(f"| {mode} | {len(rows)} | {mmm([r['patchesAccepted'] for r in rows])} | {mmm([r['getById'] for r in rows])} "
+          f"| {mmm([r['listings'] for r in rows])} | {mmm(per_patch, '{:.3f}')} | {mmm([1500 / p for p in per_patch])} "
+          f"| {mmm([r['firstToLastPatch'] for r in rows], '{:.1f}')} |")
+PY
+  } | tee "$results/edit-check.md"
+}
+
 startup() {
   local small=$data/validate-10
   gen_data "$small" 10
@@ -304,6 +338,7 @@ case ${1:-} in
   apply) tools && apply ;;
   apply-report) # the tables of the last `apply`, from its request logs, without running it again
     apply_summary real 50 180 && echo && apply_summary scaled 1500 60 ;;
+  edit-check) tools && edit_check ;;
   startup) tools && startup ;;
   all) tools && local_bench && startup && validate && plan && apply ;;
   *) sed -n '2,17p' "$0" >&2; exit 2 ;;

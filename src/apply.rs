@@ -2,17 +2,26 @@
 //! decides when each request leaves), the requests of one incident in order. A stop request
 //! (Ctrl-C) lets the requests in flight finish and starts no new ones.
 //!
-//! The API has no conditional PATCH, so each incident is re-read (one GET) right before its
-//! first request: one that changed since the plan read it is skipped as a conflict rather
-//! than overwritten. Its later requests are checked against our own last write.
+//! The API has no conditional PATCH, so before its first request each incident is checked
+//! against a read at most [`LISTING_MAX_AGE`] old: one that changed since the plan read it is
+//! skipped as a conflict rather than overwritten. Its later requests are checked against our
+//! own last write.
+//!
+//! The check costs one list call per [`LISTING_MAX_AGE`] (`$filter=lastUpdateTime ge T`, T
+//! moving forward with the server's `Date`), not one GET per incident: on the hourly quota that
+//! all calls share, GETs would halve how many incidents an hour can change. The listings
+//! overlap and start at the run's first read, so every change since the plan read shows up in
+//! one of them. When the server sends no `Date`, a listing fails, or it would take more than
+//! [`LISTING_MAX_PAGES`] pages (a busy tenant), each incident is read by one GET instead.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::api::wire::Incident;
 use crate::api::{ApiError, Client};
@@ -20,6 +29,78 @@ use crate::plan::{Plan, PlannedChange};
 
 /// Incidents applied at the same time (the client paces the requests themselves).
 const CONCURRENCY: usize = 8;
+
+/// In listing mode, an incident's first PATCH is sent at most this long (plus its pacing wait)
+/// after a read showed it unchanged.
+pub const LISTING_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// Each listing starts this long before the server time of the previous one (the first: of
+/// the run's first read), for the `Date` header's whole seconds and replication lag.
+const LISTING_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// A listing longer than this is no cheaper than a GET per incident: fall back to those.
+const LISTING_MAX_PAGES: u32 = 3;
+
+/// How apply checks that nobody changed an incident since the plan read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EditCheck {
+    /// `get` while the apply's calls fit in the hourly quota (the GETs then cost no time:
+    /// they have their own per-minute quota), `list` when they would not.
+    #[default]
+    Auto,
+    /// One GET per incident right before its first write: the shortest window for a
+    /// concurrent edit to slip through, one extra call per incident on the hourly quota.
+    Get,
+    /// A listing of recently changed incidents per 10 s of apply: a few calls for any number of
+    /// incidents, and a window of up to 10 s (plus pacing) for an edit to slip through.
+    List,
+}
+
+impl EditCheck {
+    /// `Get` or `List`, for an apply of `requests` PATCHes to `changes` incidents.
+    pub fn resolve(self, requests: usize, changes: usize, per_hour: u32) -> EditCheck {
+        match self {
+            EditCheck::Auto if requests + changes <= per_hour as usize => EditCheck::Get,
+            EditCheck::Auto => EditCheck::List,
+            chosen => chosen,
+        }
+    }
+
+    /// The calls the check costs such an apply.
+    pub fn calls(self, requests: usize, changes: usize, per_minute: u32, per_hour: u32) -> usize {
+        match self.resolve(requests, changes, per_hour) {
+            EditCheck::List => expected_listings(requests, per_minute),
+            _ => changes,
+        }
+    }
+}
+
+/// Listings an apply of `requests` PATCHes at `per_minute` makes: one per
+/// [`LISTING_MAX_AGE`] of pacing, at least one.
+pub fn expected_listings(requests: usize, per_minute: u32) -> usize {
+    if requests == 0 {
+        return 0;
+    }
+    let seconds = (requests as u64 * 60).div_ceil(u64::from(per_minute.max(1)));
+    1 + (seconds / LISTING_MAX_AGE.as_secs()) as usize
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub edit_check: EditCheck,
+    /// How old a listing may be and still vouch for an incident it did not show.
+    pub listing_max_age: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            edit_check: EditCheck::Auto,
+            listing_max_age: LISTING_MAX_AGE,
+        }
+    }
+}
 
 /// What happened to each planned incident.
 #[derive(Debug, Default)]
@@ -45,6 +126,7 @@ pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 pub async fn apply(
     client: &Client,
     plan: &Plan,
+    options: Options,
     stop: Arc<AtomicBool>,
     progress: Progress,
 ) -> Outcome {
@@ -52,18 +134,32 @@ pub async fn apply(
     let total: usize = plan.changes.iter().map(|c| c.requests.len()).sum();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let per_hour = client.throttle().limits().per_hour;
+    let edit_check = options
+        .edit_check
+        .resolve(total, plan.changes.len(), per_hour);
+    let checks = Arc::new(Checks::new(
+        client,
+        plan,
+        edit_check,
+        options.listing_max_age,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
+    // Incidents start in plan order: a permit is taken before the next task is spawned.
     for change in plan.changes.clone() {
-        let (client, stop, done, progress, permits) = (
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (client, stop, done, progress, checks) = (
             client.clone(),
             stop.clone(),
             done.clone(),
             progress.clone(),
-            permits.clone(),
+            checks.clone(),
         );
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let ended = apply_one(&client, &change, &stop, &|| {
+            let _permit = permit;
+            let ended = apply_one(&client, &checks, &change, &stop, &|| {
                 let now = done.fetch_add(1, Ordering::SeqCst) + 1;
                 progress(now, total);
             })
@@ -118,6 +214,7 @@ enum End {
 /// The requests of one incident, in order, after checking nobody changed it since the plan.
 async fn apply_one(
     client: &Client,
+    checks: &Checks,
     change: &PlannedChange,
     stop: &AtomicBool,
     request_done: &(dyn Fn() + Sync),
@@ -126,17 +223,12 @@ async fn apply_one(
     if stop.load(Ordering::SeqCst) {
         return ended(0, End::Stopped);
     }
-    let current = match client.get(change.id).await {
-        Ok(Some(current)) => current,
-        Ok(None) => return ended(0, End::Conflict("it no longer exists".to_string())),
-        Err(error) => return ended(0, End::Failed(error.to_string())),
-    };
-    if let Some(reason) = changed_since(change, &current) {
-        return ended(0, End::Conflict(reason));
-    }
     // After an ambiguous failure the client re-reads the incident; any update other than our
     // own last one is someone else's, and stops this incident.
-    let mut expected = current.last_update_time;
+    let mut expected = match checks.unchanged_since_plan(change).await {
+        Ok(expected) => expected,
+        Err(how) => return ended(0, how),
+    };
     let mut sent = 0;
     for request in &change.requests {
         if stop.load(Ordering::SeqCst) {
@@ -163,6 +255,125 @@ async fn apply_one(
         }
     }
     ended(sent, End::Done)
+}
+
+/// How incidents are checked before their first write.
+enum Mode {
+    /// Listings of what changed since the previous one.
+    Listing {
+        /// Where the next listing starts (server time).
+        since: DateTime<Utc>,
+        /// When the last listing was requested (client clock); `None` before the first.
+        listed_at: Option<tokio::time::Instant>,
+        /// The newest listed state of incidents not checked yet.
+        listed: HashMap<u64, Incident>,
+    },
+    /// One GET per incident.
+    ById,
+}
+
+/// The concurrent-edit check shared by the incidents of one apply.
+struct Checks {
+    client: Client,
+    max_age: Duration,
+    state: Mutex<(Mode, HashSet<u64>)>,
+}
+
+impl Checks {
+    fn new(client: &Client, plan: &Plan, check: EditCheck, max_age: Duration) -> Checks {
+        let date = client.first_server_date();
+        if check == EditCheck::List && date.is_none() {
+            tracing::info!("the API sent no Date header; checking each incident with a GET");
+        }
+        let mode = match date.filter(|_| check == EditCheck::List) {
+            Some(date) => Mode::Listing {
+                since: date - LISTING_OVERLAP,
+                listed_at: None,
+                listed: HashMap::new(),
+            },
+            None => Mode::ById,
+        };
+        let unchecked = plan.changes.iter().map(|c| c.id).collect();
+        Checks {
+            client: client.clone(),
+            max_age,
+            state: Mutex::new((mode, unchecked)),
+        }
+    }
+
+    /// Whether `change` may be written: the `lastUpdateTime` to expect from here on, or why
+    /// not (a conflict, or a failed read).
+    async fn unchanged_since_plan(&self, change: &PlannedChange) -> Result<Option<String>, End> {
+        let mut state = self.state.lock().await;
+        let (mode, unchecked) = &mut *state;
+        unchecked.remove(&change.id);
+        if let Mode::Listing {
+            since,
+            listed_at,
+            listed,
+        } = mode
+        {
+            let now = self.client.now();
+            if listed_at.is_none_or(|at| now.saturating_duration_since(at) >= self.max_age) {
+                match self
+                    .client
+                    .list_updated_since(*since, LISTING_MAX_PAGES)
+                    .await
+                {
+                    Ok(Some((incidents, Some(date)))) => {
+                        for incident in incidents {
+                            // Incidents already checked are ours to write now.
+                            if unchecked.contains(&incident.incident_id)
+                                || incident.incident_id == change.id
+                            {
+                                listed.insert(incident.incident_id, incident);
+                            }
+                        }
+                        *since = date - LISTING_OVERLAP;
+                        *listed_at = Some(now);
+                    }
+                    Ok(Some((_, None))) => {
+                        tracing::info!(
+                            "the API sent no Date header; checking each incident with a GET"
+                        );
+                        *mode = Mode::ById;
+                    }
+                    Ok(None) => {
+                        tracing::info!(
+                            "more than {} incidents changed since {since}; checking each incident with a GET",
+                            LISTING_MAX_PAGES * crate::api::client::PAGE_SIZE
+                        );
+                        *mode = Mode::ById;
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            "cannot list the incidents changed since {since} ({error}); checking each incident with a GET"
+                        );
+                        *mode = Mode::ById;
+                    }
+                }
+            }
+        }
+        let listed = match mode {
+            Mode::Listing { listed, .. } => Some(listed.remove(&change.id)),
+            Mode::ById => None,
+        };
+        drop(state);
+        let current = match listed {
+            // Not listed: unchanged since the plan read it.
+            Some(None) => return Ok(change.last_update_time.clone()),
+            Some(Some(current)) => current,
+            None => match self.client.get(change.id).await {
+                Ok(Some(current)) => current,
+                Ok(None) => return Err(End::Conflict("it no longer exists".to_string())),
+                Err(error) => return Err(End::Failed(error.to_string())),
+            },
+        };
+        match changed_since(change, &current) {
+            Some(reason) => Err(End::Conflict(reason)),
+            None => Ok(current.last_update_time),
+        }
+    }
 }
 
 /// Planned incidents that changed since the plan was made: their `lastUpdateTime`, or a

@@ -73,6 +73,7 @@ fn plan_against_the_generated_incidents_changes_exactly_the_drawn_share() {
         read_calls: 0,
         calls_per_minute: 50,
         calls_per_hour: 1500,
+        edit_check: incidentops::apply::EditCheck::Auto,
     });
     let drawn = files
         .iter()

@@ -362,6 +362,7 @@ struct ChaosFigures {
     patches: usize,
     minimal: usize,
     requests: usize,
+    listings: usize,
     faults: BTreeMap<&'static str, usize>,
     tokens: usize,
     unauthorized: usize,
@@ -389,10 +390,11 @@ async fn chaos_run(seed: u64) -> ChaosFigures {
     )
     .await;
     let started = Instant::now();
+    // The listing check: the mode `auto` picks for large applies, here under faults.
     let apply = run(incidentops(
         workload.repo.path(),
         &emulator.url(),
-        &["apply", "--auto-approve"],
+        &["apply", "--auto-approve", "--edit-check", "list"],
     ))
     .await;
     let elapsed = started.elapsed();
@@ -414,6 +416,7 @@ async fn chaos_run(seed: u64) -> ChaosFigures {
         patches: count(&log, is_patch),
         minimal: workload.minimal_patches(),
         requests: count(&log, api),
+        listings: count(&log, is_listing_since),
         faults,
         tokens: count(&log, |e| e.method == "POST"),
         unauthorized: count(&log, |e| api(e) && e.status == Some(401)),
@@ -430,7 +433,8 @@ async fn chaos_apply_converges_under_faults_with_few_extra_patches() {
     for r in &runs {
         rows.push(format!(
             "seed {}: exit {:?}, converged {}, missing comments {}, duplicate comments {}, \
-             foreign writes {}, PATCH {} / minimal {} = {:.2}x, API requests {}, faults {:?}, \
+             foreign writes {}, PATCH {} / minimal {} = {:.2}x, API requests {} ({} listings), \
+             faults {:?}, \
              token requests {}, 401s {}, {:.1} s",
             r.seed,
             r.code,
@@ -442,6 +446,7 @@ async fn chaos_apply_converges_under_faults_with_few_extra_patches() {
             r.minimal,
             r.patches as f64 / r.minimal as f64,
             r.requests,
+            r.listings,
             r.faults,
             r.tokens,
             r.unauthorized,
@@ -853,6 +858,188 @@ async fn apply_never_overwrites_an_incident_edited_after_the_plan_read_it() {
     }
     let rows = futures_join(runs.into_iter()).await;
     report("edits by another client during apply (60 incidents)", &rows);
+}
+
+// --- 3b. the listing check (`--edit-check list`) -----------------------------------------------
+
+/// A client of the library, as the binary builds it, with the quotas lifted.
+fn library_client(emulator: &Emulator) -> incidentops::api::Client {
+    use incidentops::api::{self, ApiConfig, Client};
+    Client::new(
+        ApiConfig::new(&emulator.url())
+            .unwrap()
+            .with_limits(api::Limits::from_quota(1_000_000, 1_000_000)),
+        api::Credentials::Token(api::Secret::new(STATIC_TOKEN)),
+    )
+    .unwrap()
+}
+
+/// `incidentops plan --out`, read back.
+async fn saved_plan(workload: &Workload, url: &str) -> incidentops::plan::Plan {
+    let plan = run(incidentops(
+        workload.repo.path(),
+        url,
+        &["plan", "--out", "reviewed.json"],
+    ))
+    .await;
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    let text = std::fs::read_to_string(workload.repo.path().join("reviewed.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// What `apply PLANFILE` does before writing: re-read every planned incident (the run's first
+/// read, which the listings start from) and refuse a stale plan.
+async fn reread(client: &incidentops::api::Client, plan: &incidentops::plan::Plan) {
+    let ids: Vec<u64> = plan.changes.iter().map(|c| c.id).collect();
+    let current = incidentops::fetch::current_state(client, &ids)
+        .await
+        .unwrap();
+    assert!(incidentops::apply::stale(plan, &current.incidents).is_empty());
+}
+
+fn is_listing_since(entry: &LogEntry) -> bool {
+    entry.method == "GET" && entry.path.contains("lastUpdateTime")
+}
+
+async fn apply_in_process(
+    client: &incidentops::api::Client,
+    plan: &incidentops::plan::Plan,
+    options: incidentops::apply::Options,
+) -> tokio::task::JoinHandle<incidentops::apply::Outcome> {
+    let (client, plan) = (client.clone(), plan.clone());
+    tokio::spawn(async move {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        incidentops::apply::apply(
+            &client,
+            &plan,
+            options,
+            stop,
+            std::sync::Arc::new(|_, _| {}),
+        )
+        .await
+    })
+}
+
+/// The listing check keeps the promise for every edit made before the listing that checks the
+/// incident. With the listing's maximum age at zero every incident gets a fresh listing, so
+/// all four edits made during the run are conflicts, exactly as with a GET per incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_check_reports_edits_made_before_it_and_writes_none_of_them() {
+    use incidentops::apply::{EditCheck, Options};
+    let workload = Workload::new(60, 1, 3);
+    let setup = Setup {
+        faults: Faults {
+            latency: Latency::parse("20ms").unwrap(),
+            ..Faults::default()
+        },
+        ..Setup::quiet(1)
+    };
+    let emulator = start(&workload, setup).await;
+    let plan = saved_plan(&workload, &emulator.url()).await;
+    let client = library_client(&emulator);
+    reread(&client, &plan).await;
+    let started = emulator.requests().len();
+    let options = Options {
+        edit_check: EditCheck::List,
+        listing_max_age: Duration::ZERO,
+    };
+    let apply = apply_in_process(&client, &plan, options).await;
+    emulator
+        .wait_for_requests(|log| applied_patches(log) >= 1)
+        .await;
+    // The last four in plan order: eight incidents are applied at a time.
+    let victims: BTreeSet<u64> = plan.changes.iter().rev().take(4).map(|c| c.id).collect();
+    for (k, &id) in victims.iter().enumerate() {
+        let (field, value) = if k % 2 == 0 {
+            ("assignedTo", json!(SOMEONE_ELSE))
+        } else {
+            ("severity", json!("High"))
+        };
+        assert!(emulator.set_incident_field(id, field, value));
+    }
+    let outcome = apply.await.unwrap();
+    let conflicts: BTreeSet<u64> = outcome.conflicts.iter().map(|(id, _)| *id).collect();
+    assert_eq!(conflicts, victims, "{:?}", outcome.conflicts);
+    assert_eq!(outcome.applied.len(), 56);
+    let log = emulator.requests();
+    for (k, &id) in victims.iter().enumerate() {
+        assert_eq!(applied_patches_of(&log, id), 0, "{id} was written");
+        if k % 2 == 0 {
+            assert_eq!(emulator.incident(id).unwrap()["assignedTo"], SOMEONE_ELSE);
+        }
+    }
+    let others = check(&emulator, &workload.desired, &victims);
+    assert!(others.converged(), "{others:?}");
+    let during = &log[started..];
+    assert_eq!(count(during, is_get_by_id), 0, "no GET per incident");
+    assert_eq!(
+        count(during, is_listing_since),
+        60,
+        "one listing per incident"
+    );
+}
+
+/// What the listing check costs: with its default age a short apply needs a single listing
+/// and no GET per incident. When more incidents changed than a few pages hold (a busy tenant),
+/// it falls back to a GET per incident and still applies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_when_busy() {
+    use incidentops::apply::{EditCheck, Options};
+    let options = Options {
+        edit_check: EditCheck::List,
+        ..Options::default()
+    };
+
+    let quiet = Workload::new(60, 2, 3);
+    let emulator = start(&quiet, Setup::quiet(2)).await;
+    let plan = saved_plan(&quiet, &emulator.url()).await;
+    let client = library_client(&emulator);
+    reread(&client, &plan).await;
+    let started = emulator.requests().len();
+    let outcome = apply_in_process(&client, &plan, options)
+        .await
+        .await
+        .unwrap();
+    assert_eq!(outcome.applied.len(), 60, "{:?}", outcome.failed);
+    let log = emulator.requests();
+    assert_eq!(count(&log[started..], is_listing_since), 1);
+    assert_eq!(count(&log[started..], is_get_by_id), 0);
+    assert!(check(&emulator, &quiet.desired, &BTreeSet::new()).converged());
+
+    // 350 incidents nobody here manages were updated a moment ago: more than three pages.
+    let mut busy = Workload::new(60, 3, 3);
+    let newest = busy
+        .data
+        .iter()
+        .filter_map(|i| i["incidentId"].as_u64())
+        .max()
+        .unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let template = busy.data[3].clone();
+    for k in 1..=350 {
+        let mut incident = template.clone();
+        incident["incidentId"] = json!(newest + k);
+        incident["lastUpdateTime"] = json!(now);
+        busy.data.push(incident);
+    }
+    let emulator = start(&busy, Setup::quiet(3)).await;
+    let plan = saved_plan(&busy, &emulator.url()).await;
+    let client = library_client(&emulator);
+    reread(&client, &plan).await;
+    let started = emulator.requests().len();
+    let outcome = apply_in_process(&client, &plan, options)
+        .await
+        .await
+        .unwrap();
+    assert_eq!(outcome.applied.len(), 60, "{:?}", outcome.failed);
+    let log = emulator.requests();
+    assert_eq!(
+        count(&log[started..], is_listing_since),
+        3,
+        "three pages, then GETs"
+    );
+    assert_eq!(count(&log[started..], is_get_by_id), 60);
+    assert!(check(&emulator, &busy.desired, &BTreeSet::new()).converged());
 }
 
 // --- 6. a quota shared with another tool -------------------------------------------------------

@@ -15,6 +15,7 @@ fn change(value: serde_json::Value) -> PlannedChange {
 
 fn plan(changes: Vec<PlannedChange>, errors: Vec<PlanError>, unchanged: usize) -> Plan {
     let requests: usize = changes.iter().map(|c| c.requests.len()).sum();
+    let checks = incidentops::apply::EditCheck::Auto.calls(requests, changes.len(), 50, 1500);
     let summary = Summary {
         incidents: changes.len() + unchanged + errors.len(),
         changed: changes.len(),
@@ -22,12 +23,12 @@ fn plan(changes: Vec<PlannedChange>, errors: Vec<PlanError>, unchanged: usize) -
         fields: changes.iter().map(PlannedChange::changed_fields).sum(),
         comments: changes.iter().map(PlannedChange::new_comments).sum(),
         requests,
-        apply_calls: requests + changes.len(),
+        apply_calls: requests + checks,
         errors: errors.len(),
         read_calls: 2,
         calls_per_minute: 50,
         calls_per_hour: 1500,
-        estimated_seconds: estimate_seconds(requests as u64, changes.len() as u64, 50, 1500),
+        estimated_seconds: estimate_seconds(requests as u64, checks as u64, 50, 1500),
     };
     Plan {
         format_version: FORMAT_VERSION,
@@ -200,7 +201,7 @@ fn text_plan_states_the_hourly_quota_when_it_binds() {
     assert_eq!(
         summary,
         "Plan: 3001 incidents to change (6002 fields, 3001 comments), 41 unchanged. \
-         6002 API calls, about 4 h at 50 calls/min (hourly quota of 1500 calls)."
+         3362 API calls, about 2 h 7 min at 50 calls/min (hourly quota of 1500 calls)."
     );
 }
 

@@ -390,6 +390,43 @@ async fn unsupported_filters_are_rejected_with_a_reason() {
 
 // ---------- get ----------
 
+/// `Date` comes from the emulator's clock, the one `lastUpdateTime` is written with, so a
+/// client can use it to list what changed since (apply's `--edit-check list` does).
+#[tokio::test]
+async fn every_answer_dates_itself_with_the_emulator_clock() {
+    let emulator = start(config()).await;
+    let date = |response: &reqwest::Response| {
+        response.headers()[reqwest::header::DATE]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let client = http();
+    let url = format!("{}/api/incidents/924521", emulator.url());
+    let found = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(date(&found), "Sat, 01 Jun 2024 00:00:00 GMT");
+    emulator.clock().advance(std::time::Duration::from_secs(90));
+    let patched = client
+        .patch(&url)
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"status": "Resolved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(date(&patched), "Sat, 01 Jun 2024 00:01:30 GMT");
+    let body: Value = patched.json().await.unwrap();
+    assert!(
+        body["lastUpdateTime"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-06-01T00:01:30"),
+        "{body}"
+    );
+    let unauthorized = client.get(&url).send().await.unwrap();
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(date(&unauthorized), "Sat, 01 Jun 2024 00:01:30 GMT");
+}
+
 #[tokio::test]
 async fn get_returns_the_whole_incident_or_404() {
     let emulator = start(config()).await;

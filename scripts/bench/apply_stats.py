@@ -44,6 +44,9 @@ def main():
         "acceptedInWindow": len(in_window),
         "window": args.window,
         "firstToLastPatch": round(when(patches[-1]["time"]) - start, 3),
+        # The concurrent-edit check: a GET per incident, or listings of what changed lately.
+        "getById": sum(1 for e in api if e["method"] == "GET" and e["path"].startswith("/api/incidents/")),
+        "listings": sum(1 for e in api if e["method"] == "GET" and "lastUpdateTime" in e["path"]),
     }))
 
 

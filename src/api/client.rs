@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -82,6 +83,9 @@ struct Inner {
     backoff: Mutex<Backoff>,
     stats: Mutex<CallStats>,
     held_back: Mutex<HeldBack>,
+    /// The `Date` of the first successful API answer: the server's time at (or just after) the
+    /// first read of this run.
+    first_server_date: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// Wall-clock time during which at least one call was waiting: concurrent calls that wait
@@ -202,6 +206,7 @@ impl Client {
                 backoff: Mutex::new(backoff),
                 stats: Mutex::new(CallStats::default()),
                 held_back: Mutex::new(HeldBack::default()),
+                first_server_date: Mutex::new(None),
             }),
         })
     }
@@ -321,6 +326,54 @@ impl Client {
                 .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 
+    /// The server's `Date` on the first successful answer of this client (of any clone): no
+    /// incident this run has read was read before it. `None` until then, or when the server
+    /// sends no `Date`.
+    pub fn first_server_date(&self) -> Option<DateTime<Utc>> {
+        *self
+            .inner
+            .first_server_date
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Monotonic now, on the client's clock (the one pacing uses).
+    pub fn now(&self) -> tokio::time::Instant {
+        self.inner.clock.now()
+    }
+
+    /// The incidents updated at or after `since` (`$filter=lastUpdateTime ge ...`), in at most
+    /// `max_pages` pages, with the server's `Date` on the first page. `None` when more pages
+    /// would be needed: the caller falls back to reading incidents one by one.
+    pub async fn list_updated_since(
+        &self,
+        since: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Option<(Vec<Incident>, Option<DateTime<Utc>>)>, ApiError> {
+        let filter = format!(
+            "lastUpdateTime ge {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let mut incidents = Vec::new();
+        let mut date = None;
+        let mut skip = 0;
+        for page_number in 0..max_pages {
+            let page = self.list_page(Some(&filter), PAGE_SIZE, skip).await?;
+            if page_number == 0 {
+                date = page.server_date;
+            }
+            let count = page.value.len();
+            incidents.extend(page.value);
+            // A page that is not full is the last one; inserts while paging only repeat an
+            // incident on the next page (the filter only ever gains members), never hide one.
+            if count < PAGE_SIZE as usize {
+                return Ok(Some((incidents, date)));
+            }
+            skip += PAGE_SIZE;
+        }
+        Ok(None)
+    }
+
     /// The throttle shared by every clone of this client.
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
@@ -405,7 +458,11 @@ impl Client {
             body: None,
         };
         match self.execute(&call, &mut Budget::default()).await {
-            Ok(answer) => parse(&call, &answer),
+            Ok(answer) => {
+                let mut page: IncidentPage = parse(&call, &answer)?;
+                page.server_date = server_date(&answer.headers);
+                Ok(page)
+            }
             Err(CallError::Final(e) | CallError::Ambiguous(e)) => Err(e),
         }
     }
@@ -426,7 +483,16 @@ impl Client {
             let authorization = bearer_header(&token).map_err(CallError::Final)?;
             self.count(call.kind);
             let (failure, error, answer) = match self.send_once(call, authorization).await {
-                Ok(answer) if (200..300).contains(&answer.status) => return Ok(answer),
+                Ok(answer) if (200..300).contains(&answer.status) => {
+                    if let Some(date) = server_date(&answer.headers) {
+                        self.inner
+                            .first_server_date
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .get_or_insert(date);
+                    }
+                    return Ok(answer);
+                }
                 Ok(answer) => (
                     Failure::Status(answer.status),
                     api_error(call, answer.status, &answer.body),
@@ -624,6 +690,14 @@ fn bearer_header(token: &Secret) -> Result<HeaderValue, ApiError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// The `Date` header as a time, if present and well formed.
+fn server_date(headers: &HeaderMap) -> Option<DateTime<Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    httpdate::parse_http_date(text)
+        .ok()
+        .map(DateTime::<Utc>::from)
 }
 
 fn parse<T: DeserializeOwned>(call: &Call, answer: &Answer) -> Result<T, ApiError> {

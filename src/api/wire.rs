@@ -57,6 +57,9 @@ pub struct IncidentPage {
     pub value: Vec<Incident>,
     #[serde(rename = "@odata.nextLink", default)]
     pub next_link: Option<String>,
+    /// The answer's `Date` header: the server's time when it listed the page.
+    #[serde(skip)]
+    pub server_date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The body of `PATCH /api/incidents/{id}`: only the fields to change.

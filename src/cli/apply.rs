@@ -13,7 +13,7 @@ use clap::Args;
 use super::connect::{Connection, SandboxOption};
 use super::plan::{make_plan, stdout_color};
 use super::signals::Interrupts;
-use super::{ApiArgs, CommandError, SourceArgs};
+use super::{ApiArgs, CommandError, EditCheckArgs, SourceArgs};
 use crate::apply::{self, Outcome};
 use crate::plan::{FORMAT_VERSION, Plan};
 
@@ -35,6 +35,9 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub sandbox: SandboxOption,
+
+    #[command(flatten)]
+    pub edit_check: EditCheckArgs,
 }
 
 pub fn run(args: &ApplyArgs) -> Result<ExitCode, CommandError> {
@@ -85,7 +88,7 @@ async fn run_with(
             plan
         }
         None => {
-            let plan = make_plan(&args.source, &args.api, connection).await?;
+            let plan = make_plan(&args.source, &args.api, &args.edit_check, connection).await?;
             let color = stdout_color();
             super::schema::write_stdout(&crate::render::text(
                 &plan,
@@ -126,7 +129,17 @@ async fn run_with(
     }
     let before = client.stats();
     let held_back = client.time_held_back();
-    let outcome = apply::apply(client, &plan, stop.clone(), progress(&plan)).await;
+    let outcome = apply::apply(
+        client,
+        &plan,
+        apply::Options {
+            edit_check: args.edit_check.edit_check,
+            ..apply::Options::default()
+        },
+        stop.clone(),
+        progress(&plan),
+    )
+    .await;
     let after = client.stats();
     let held_back = client.time_held_back().saturating_sub(held_back);
     report(&plan, &outcome, &before, &after, held_back);

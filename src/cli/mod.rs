@@ -43,6 +43,16 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
 }
 
+/// How apply checks for edits made since the plan read an incident (plan states the cost).
+#[derive(Debug, Clone, Args)]
+pub struct EditCheckArgs {
+    /// How apply makes sure nobody changed an incident since the plan read it: `get` (one GET
+    /// per incident right before its first write), `list` (one listing of recently changed
+    /// incidents per 10 s of apply), `auto` (`get` while that fits in the hourly quota).
+    #[arg(long, value_enum, env = "INCIDENTOPS_EDIT_CHECK", default_value_t = crate::apply::EditCheck::Auto, value_name = "HOW")]
+    pub edit_check: crate::apply::EditCheck,
+}
+
 /// Where desired state is read from: shared by every command that reads it.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::connect::{Connection, SandboxOption};
-use super::{ApiArgs, CommandError, SourceArgs};
+use super::{ApiArgs, CommandError, EditCheckArgs, SourceArgs};
 use crate::plan::{self, Plan, PlanSource};
 use crate::source;
 
@@ -25,6 +25,9 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub sandbox: SandboxOption,
+
+    #[command(flatten)]
+    pub edit_check: EditCheckArgs,
 
     /// How to print the plan: text (like Terraform), json (the versioned plan format) or
     /// markdown (a pull-request comment).
@@ -51,7 +54,7 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode, CommandError> {
     let runtime = super::runtime()?;
     let plan = runtime.block_on(async {
         let connection = Connection::open(&args.api, &args.sandbox, &args.source.repo).await?;
-        let plan = make_plan(&args.source, &args.api, &connection).await;
+        let plan = make_plan(&args.source, &args.api, &args.edit_check, &connection).await;
         connection.close().await?;
         plan
     })?;
@@ -89,6 +92,7 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode, CommandError> {
 pub async fn make_plan(
     source_args: &SourceArgs,
     api: &ApiArgs,
+    edit_check: &EditCheckArgs,
     connection: &Connection,
 ) -> Result<Plan, CommandError> {
     let desired = source::load(&source_args.options())?;
@@ -125,6 +129,7 @@ pub async fn make_plan(
         read_calls: current.calls,
         calls_per_minute: api.max_calls_per_minute,
         calls_per_hour: api.max_calls_per_hour,
+        edit_check: edit_check.edit_check,
     }))
 }
 

@@ -101,8 +101,9 @@ pub struct Summary {
     pub comments: usize,
     /// PATCH requests apply will send.
     pub requests: usize,
-    /// Every call apply will send: the PATCHes, plus one GET per changed incident to check
-    /// nobody changed it since the plan read it.
+    /// Every call apply will send: the PATCHes, plus the reads that check nobody changed a
+    /// planned incident since the plan read it (a GET per incident while that fits in the
+    /// hourly quota, else a listing per 10 s of apply).
     #[serde(default)]
     pub apply_calls: usize,
     pub errors: usize,
@@ -134,6 +135,8 @@ pub struct Inputs<'a> {
     pub read_calls: u64,
     pub calls_per_minute: u32,
     pub calls_per_hour: u32,
+    /// How apply will check for concurrent edits (its calls are in the estimate).
+    pub edit_check: crate::apply::EditCheck,
 }
 
 /// Builds the plan. Pure.
@@ -187,6 +190,12 @@ pub fn build(inputs: Inputs<'_>) -> Plan {
         }
     }
     let requests: usize = changes.iter().map(|c| c.requests.len()).sum();
+    let checks = inputs.edit_check.calls(
+        requests,
+        changes.len(),
+        inputs.calls_per_minute,
+        inputs.calls_per_hour,
+    );
     let summary = Summary {
         incidents: inputs.desired.incidents.len(),
         changed: changes.len(),
@@ -194,14 +203,14 @@ pub fn build(inputs: Inputs<'_>) -> Plan {
         fields: changes.iter().map(PlannedChange::changed_fields).sum(),
         comments: changes.iter().map(PlannedChange::new_comments).sum(),
         requests,
-        apply_calls: requests + changes.len(),
+        apply_calls: requests + checks,
         errors: errors.len(),
         read_calls: inputs.read_calls,
         calls_per_minute: inputs.calls_per_minute,
         calls_per_hour: inputs.calls_per_hour,
         estimated_seconds: estimate_seconds(
             requests as u64,
-            changes.len() as u64,
+            checks as u64,
             inputs.calls_per_minute,
             inputs.calls_per_hour,
         ),
@@ -226,9 +235,10 @@ fn error_at(loaded: &LoadedIncident, file: &str, field: &str, message: String) -
     }
 }
 
-/// Time apply needs at the quotas: `patches` PATCH calls at the minute rate, `rereads` GETs at
-/// their own (twice as high) minute rate, and, past the hourly quota that all calls share, a full
-/// hour per further batch.
+/// Time apply needs at the quotas: `patches` PATCH calls at the minute rate, `rereads` reads
+/// (at most the PATCH rate, which their own quotas allow), and, past the hourly quota that all
+/// calls share, a wait for the next hour before each further batch, which then runs at the
+/// minute rate.
 pub fn estimate_seconds(patches: u64, rereads: u64, per_minute: u32, per_hour: u32) -> u64 {
     let calls = patches + rereads;
     if calls == 0 {
@@ -237,9 +247,15 @@ pub fn estimate_seconds(patches: u64, rereads: u64, per_minute: u32, per_hour: u
     let per_minute = u64::from(per_minute.max(1));
     let per_hour = u64::from(per_hour.max(1));
     let patch_bound = (patches * 60).div_ceil(per_minute);
-    let get_bound = (rereads * 60).div_ceil(per_minute * 2);
-    let hour_bound = (calls - 1) / per_hour * 3600;
-    patch_bound.max(get_bound).max(hour_bound)
+    let read_bound = (rereads * 60).div_ceil(per_minute);
+    let full_hours = (calls - 1) / per_hour;
+    let last_batch = calls - full_hours * per_hour;
+    let hour_bound = if full_hours == 0 {
+        0
+    } else {
+        full_hours * 3600 + (last_batch * 60).div_ceil(per_minute)
+    };
+    patch_bound.max(read_bound).max(hour_bound)
 }
 
 #[cfg(test)]
@@ -252,10 +268,36 @@ mod tests {
         assert_eq!(estimate_seconds(5, 0, 50, 1500), 6);
         assert_eq!(estimate_seconds(5, 4, 50, 1500), 6);
         assert_eq!(estimate_seconds(100, 100, 50, 1500), 120);
-        // 3000 calls: the hourly quota binds: the second half starts an hour later.
-        assert_eq!(estimate_seconds(3000, 0, 50, 1500), 3600);
-        assert_eq!(estimate_seconds(3001, 0, 50, 1500), 7200);
+        // 3000 calls: the hourly quota binds: the first 1500 take 30 min, the second half
+        // starts an hour after the first and takes 30 min more.
+        assert_eq!(estimate_seconds(3000, 0, 50, 1500), 5400);
+        assert_eq!(estimate_seconds(3001, 0, 50, 1500), 7202);
         // The re-reads share the hourly quota: 1000 PATCHes + 1000 GETs cross it.
-        assert_eq!(estimate_seconds(1000, 1000, 50, 1500), 3600);
+        assert_eq!(estimate_seconds(1000, 1000, 50, 1500), 4200);
+    }
+
+    #[test]
+    fn the_concurrent_edit_check_costs_a_get_per_incident_or_a_listing_per_ten_seconds() {
+        use crate::apply::{EditCheck, expected_listings};
+        assert_eq!(expected_listings(0, 50), 0);
+        assert_eq!(expected_listings(5, 50), 1);
+        // 50 PATCHes take 60 s at 50/min: a listing at the start and one per 10 s.
+        assert_eq!(expected_listings(50, 50), 7);
+        // Auto: a GET per incident while everything fits in the hourly quota.
+        assert_eq!(EditCheck::Auto.calls(750, 750, 50, 1500), 750);
+        assert_eq!(
+            EditCheck::Auto.calls(751, 751, 50, 1500),
+            expected_listings(751, 50)
+        );
+        assert_eq!(EditCheck::Get.calls(2000, 2000, 50, 1500), 2000);
+        assert_eq!(EditCheck::List.calls(5, 5, 50, 1500), 1);
+        // The physical limit is 1,500 incidents an hour (one PATCH each). With listings, 1,339
+        // of them fit in the hourly quota; with a GET each, 750.
+        let calls =
+            |incidents: usize| incidents + EditCheck::Auto.calls(incidents, incidents, 50, 1500);
+        assert!(calls(750) <= 1500);
+        assert!(calls(1339) <= 1500);
+        assert!(calls(1340) > 1500);
+        assert!(EditCheck::Get.calls(751, 751, 50, 1500) + 751 > 1500);
     }
 }

@@ -495,6 +495,16 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
+/// Every answer carries `Date` from the emulator's clock, the clock `lastUpdateTime` is written
+/// with (as the API's own `Date` and timestamps share one clock), not the host's.
+async fn date_header(State(shared): State<Arc<Shared>>, mut response: Response) -> Response {
+    let now = std::time::SystemTime::from(shared.clock.now_utc());
+    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
+}
+
 async fn serve_connection(stream: TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
     let inner = TowerToHyperService::new(router);
     let service = hyper::service::service_fn(move |request| {
@@ -629,6 +639,10 @@ impl Emulator {
             )
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .fallback(fallback)
+            .layer(axum::middleware::map_response_with_state(
+                Arc::clone(&shared),
+                date_header,
+            ))
             .with_state(Arc::clone(&shared));
         let (shutdown, receiver) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, router, receiver));
