@@ -312,6 +312,100 @@ fn invalid_desired_state_is_reported_and_nothing_is_planned() {
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
+/// `apply` on a terminal, through util-linux `script` (a pseudo-terminal): the answer typed at
+/// `Apply these changes? [y/N]` decides, the plan is in colour, and a progress bar is drawn.
+#[cfg(unix)]
+fn apply_on_a_terminal(repo: &Path, answer: &str, env: &[(&str, &str)]) -> (i32, String) {
+    use std::io::Write;
+    let command = format!(
+        "{} apply --sandbox --repo {}",
+        env!("CARGO_BIN_EXE_incidentops"),
+        repo.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` (package bsdutils) runs commands on a pseudo-terminal");
+    // The terminal holds the line until apply reads it at the prompt.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[cfg(unix)]
+#[test]
+fn apply_on_a_terminal_asks_and_only_yes_applies() {
+    let repo = quickstart();
+    let (code, text) = apply_on_a_terminal(repo.path(), "n", &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Apply these changes? [y/N]"), "{text}");
+    assert!(
+        text.contains("apply cancelled; nothing was changed"),
+        "{text}"
+    );
+    assert!(text.contains("\u{1b}["), "colour on a terminal: {text}");
+    let plan = incidentops(repo.path(), &["plan", "--sandbox", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "nothing was applied: {}", plan.stderr);
+
+    let (code, text) = apply_on_a_terminal(repo.path(), "y", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Apply these changes? [y/N]"), "{text}");
+    assert!(text.contains(" requests, "), "a progress bar: {text}");
+    assert!(text.contains("ETA"), "a progress bar: {text}");
+    assert!(!text.contains("applied 1/"), "no CI progress lines: {text}");
+    assert!(
+        text.contains("Apply complete: 3 incident(s) changed"),
+        "{text}"
+    );
+    let plan = incidentops(repo.path(), &["plan", "--sandbox", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "converged: {}", plan.stdout);
+}
+
+#[cfg(unix)]
+#[test]
+fn no_color_turns_colour_off_on_a_terminal_too() {
+    let repo = quickstart();
+    let (code, text) = apply_on_a_terminal(repo.path(), "n", &[("NO_COLOR", "1")]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Plan: 3 incidents to change"), "{text}");
+    assert!(!text.contains("\u{1b}[3"), "no colour: {text}");
+    assert!(!text.contains("\u{1b}[1m"), "no bold: {text}");
+}
+
+/// Logs written to a pipe or a file (CI) are plain text, even without `NO_COLOR`.
+#[test]
+fn verbose_logs_off_a_terminal_have_no_colour_codes() {
+    let repo = quickstart();
+    let output = Command::new(env!("CARGO_BIN_EXE_incidentops"))
+        .args(["--verbose", "plan", "--sandbox", "--repo"])
+        .arg(repo.path())
+        .env_clear()
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DEBUG GET /api/incidents/"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Plan: 3 incidents to change"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+}
+
 #[test]
 fn apply_without_a_terminal_refuses_unless_auto_approved() {
     let repo = quickstart();
