@@ -80,6 +80,17 @@ impl SchemaValidator {
             return Err(errors);
         }
         serde_json::from_value::<DesiredIncident>(doc.value.clone()).map_err(|error| {
+            // JSON Schema counts 1e20 and 10.0 as integers; the YAML parser reads `010` and
+            // numbers past u64 as floats. Say so at the id, not at the document start.
+            if let Some(id) = doc.value.get("id").filter(|id| id.is_f64()) {
+                return vec![DocumentError {
+                    pos: doc.value_pos("/id"),
+                    message: format!(
+                        "id must be a plain positive integer (digits only, no leading zero or exponent, at most {}), found {id}",
+                        u64::MAX
+                    ),
+                }];
+            }
             vec![DocumentError {
                 pos: doc.start,
                 message: format!("invalid incident: {error}"),
