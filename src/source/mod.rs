@@ -201,7 +201,7 @@ pub fn load(options: &SourceOptions) -> Result<DesiredState, SourceError> {
         {
             let lines = lines_of
                 .entry(file.display.as_str())
-                .or_insert_with(|| file.text.lines().collect());
+                .or_insert_with(|| yaml_lines(&file.text));
             diagnostic.line_text = source_line(lines, diagnostic.pos.line);
         }
     }
@@ -531,10 +531,29 @@ fn decode(bytes: &[u8]) -> Result<String, (Pos, String)> {
     }
 }
 
+/// The lines as YAML counts them: a line ends at CR LF, LF, or a lone CR.
+fn yaml_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    while let Some(end) = rest.find(['\r', '\n']) {
+        lines.push(&rest[..end]);
+        let skip = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
+    }
+    if !rest.is_empty() {
+        lines.push(rest);
+    }
+    lines
+}
+
 fn source_line(lines: &[&str], line: u64) -> Option<String> {
     let index = usize::try_from(line.checked_sub(1)?).ok()?;
     let line = lines.get(index)?;
-    Some(line.trim_end_matches('\r').chars().take(300).collect())
+    Some(line.chars().take(300).collect())
 }
 
 /// `--repo` as the user typed it, as a prefix for display paths: `""` for `.`.
@@ -552,6 +571,42 @@ fn display_base(repo: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_line_of_an_error_is_found_whatever_the_line_ends() {
+        for (name, text) in [
+            ("lf.yaml", "id: 5\nstatus: Activ\ntags: [a]\n"),
+            ("crlf.yaml", "id: 5\r\nstatus: Activ\r\ntags: [a]\r\n"),
+            ("cr.yaml", "id: 5\rstatus: Activ\rtags: [a]\r"),
+        ] {
+            let repo = tempfile::TempDir::new().unwrap();
+            std::fs::create_dir(repo.path().join("incidents")).unwrap();
+            std::fs::write(repo.path().join("incidents").join(name), text).unwrap();
+            let state = load(&SourceOptions {
+                repo: repo.path().to_path_buf(),
+                rev: None,
+                changed_since: None,
+            })
+            .unwrap();
+            let [diagnostic] = &state.diagnostics[..] else {
+                panic!("{name}: {:?}", state.diagnostics);
+            };
+            assert_eq!(diagnostic.pos, Pos { line: 2, column: 9 }, "{name}");
+            assert_eq!(
+                diagnostic.line_text.as_deref(),
+                Some("status: Activ"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_end_at_crlf_lf_or_a_lone_cr() {
+        assert_eq!(yaml_lines("a\r\nb\nc\rd"), ["a", "b", "c", "d"]);
+        assert_eq!(yaml_lines("a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(yaml_lines("\r\r"), ["", ""]);
+        assert!(yaml_lines("").is_empty());
+    }
 
     #[test]
     fn decode_accepts_bom_and_reports_bad_bytes_with_position() {
