@@ -755,6 +755,19 @@ async fn ctrl_c_reports_exactly_what_the_api_shows_and_starts_no_new_request() {
 
 const SOMEONE_ELSE: &str = "someone-else@contoso.com";
 
+/// Another client edits these incidents: every other one in a field the plan manages
+/// (`assignedTo`), the rest in one it does not (`severity`).
+fn edit_as_someone_else(emulator: &Emulator, victims: impl Iterator<Item = u64>) {
+    for (k, id) in victims.enumerate() {
+        let (field, value) = if k % 2 == 0 {
+            ("assignedTo", json!(SOMEONE_ELSE))
+        } else {
+            ("severity", json!("High"))
+        };
+        assert!(emulator.set_incident_field(id, field, value));
+    }
+}
+
 async fn edits_during_apply(seed: u64, saved_plan: bool) -> String {
     let workload = Workload::new(60, seed, 3);
     let emulator = start(
@@ -799,14 +812,7 @@ async fn edits_during_apply(seed: u64, saved_plan: bool) -> String {
         .filter(|id| !touched.contains(id))
         .take(4)
         .collect();
-    for (k, &id) in victims.iter().enumerate() {
-        let (field, value) = if k % 2 == 0 {
-            ("assignedTo", json!(SOMEONE_ELSE))
-        } else {
-            ("severity", json!("High"))
-        };
-        assert!(emulator.set_incident_field(id, field, value));
-    }
+    edit_as_someone_else(&emulator, victims.iter().copied());
     let status = child.wait().await.unwrap();
     let stderr = stderr.await.unwrap();
     let context = format!("seed {seed}, saved plan {saved_plan}: {stderr}");
@@ -949,14 +955,7 @@ async fn listing_check_reports_edits_made_before_it_and_writes_none_of_them() {
         .await;
     // The last four in plan order: eight incidents are applied at a time.
     let victims: BTreeSet<u64> = plan.changes.iter().rev().take(4).map(|c| c.id).collect();
-    for (k, &id) in victims.iter().enumerate() {
-        let (field, value) = if k % 2 == 0 {
-            ("assignedTo", json!(SOMEONE_ELSE))
-        } else {
-            ("severity", json!("High"))
-        };
-        assert!(emulator.set_incident_field(id, field, value));
-    }
+    edit_as_someone_else(&emulator, victims.iter().copied());
     let outcome = apply.await.unwrap();
     let conflicts: BTreeSet<u64> = outcome.conflicts.iter().map(|(id, _)| *id).collect();
     assert_eq!(conflicts, victims, "{:?}", outcome.conflicts);
@@ -982,17 +981,16 @@ async fn listing_check_reports_edits_made_before_it_and_writes_none_of_them() {
 /// What the listing check costs: with its default age a short apply needs a single listing
 /// and no GET per incident. When more incidents changed than a few pages hold (a busy tenant),
 /// it falls back to a GET per incident and still applies everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_when_busy() {
+/// Applies `workload` in list mode with the default age, as `apply PLANFILE` would, and
+/// returns the listings and GETs by id the apply itself made.
+async fn listing_apply(workload: &Workload, seed: u64) -> (usize, usize) {
     use incidentops::apply::{EditCheck, Options};
     let options = Options {
         edit_check: EditCheck::List,
         ..Options::default()
     };
-
-    let quiet = Workload::new(60, 2, 3);
-    let emulator = start(&quiet, Setup::quiet(2)).await;
-    let plan = saved_plan(&quiet, &emulator.url()).await;
+    let emulator = start(workload, Setup::quiet(seed)).await;
+    let plan = saved_plan(workload, &emulator.url()).await;
     let client = library_client(&emulator);
     reread(&client, &plan).await;
     let started = emulator.requests().len();
@@ -1001,10 +999,21 @@ async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_
         .await
         .unwrap();
     assert_eq!(outcome.applied.len(), 60, "{:?}", outcome.failed);
+    assert!(check(&emulator, &workload.desired, &BTreeSet::new()).converged());
     let log = emulator.requests();
-    assert_eq!(count(&log[started..], is_listing_since), 1);
-    assert_eq!(count(&log[started..], is_get_by_id), 0);
-    assert!(check(&emulator, &quiet.desired, &BTreeSet::new()).converged());
+    (
+        count(&log[started..], is_listing_since),
+        count(&log[started..], is_get_by_id),
+    )
+}
+
+/// What the listing check costs: with its default age a short apply needs a single listing
+/// and no GET per incident. When more incidents changed than a few pages hold (a busy tenant),
+/// it falls back to a GET per incident and still applies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_when_busy() {
+    let quiet = Workload::new(60, 2, 3);
+    assert_eq!(listing_apply(&quiet, 2).await, (1, 0), "(listings, GETs)");
 
     // 350 incidents nobody here manages were updated a moment ago: more than three pages.
     let mut busy = Workload::new(60, 3, 3);
@@ -1022,24 +1031,11 @@ async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_
         incident["lastUpdateTime"] = json!(now);
         busy.data.push(incident);
     }
-    let emulator = start(&busy, Setup::quiet(3)).await;
-    let plan = saved_plan(&busy, &emulator.url()).await;
-    let client = library_client(&emulator);
-    reread(&client, &plan).await;
-    let started = emulator.requests().len();
-    let outcome = apply_in_process(&client, &plan, options)
-        .await
-        .await
-        .unwrap();
-    assert_eq!(outcome.applied.len(), 60, "{:?}", outcome.failed);
-    let log = emulator.requests();
     assert_eq!(
-        count(&log[started..], is_listing_since),
-        3,
-        "three pages, then GETs"
+        listing_apply(&busy, 3).await,
+        (3, 60),
+        "three pages of listing, then a GET per incident"
     );
-    assert_eq!(count(&log[started..], is_get_by_id), 60);
-    assert!(check(&emulator, &busy.desired, &BTreeSet::new()).converged());
 }
 
 // --- 6. a quota shared with another tool -------------------------------------------------------

@@ -1565,14 +1565,14 @@ async fn one_hundred_thousand_generated_incidents_are_served() {
 
 // --- the `incidentops sandbox` command -----------------------------------------------------
 
+/// `incidentops sandbox --persist --data <copy of the fixture>` as a child process, once it
+/// has printed its address: the child, the address, and the data file.
 #[cfg(unix)]
-#[tokio::test]
-async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
+fn sandbox_command(dir: &std::path::Path) -> (std::process::Child, String, std::path::PathBuf) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    let dir = tempfile::TempDir::new().unwrap();
-    let data = dir.path().join("state.json");
+    let data = dir.join("state.json");
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1587,7 +1587,7 @@ async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
         .env_clear()
         .env("INCIDENTOPS_TOKEN", "cli-test-token")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -1596,6 +1596,16 @@ async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
         .unwrap();
     let url = line.trim().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (child, url, data)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
+    use std::process::Command;
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let (mut child, url, data) = sandbox_command(dir.path());
 
     let client = http();
     let response = client
@@ -1642,34 +1652,12 @@ async fn sandbox_command_prints_its_address_serves_and_saves_state_on_ctrl_c() {
 #[cfg(unix)]
 #[test]
 fn sandbox_command_stops_cleanly_on_sigint_or_sigterm_sent_as_soon_as_it_is_ready() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     for signal in ["-INT", "-TERM"] {
         for attempt in 0..5 {
             let dir = tempfile::TempDir::new().unwrap();
-            let data = dir.path().join("state.json");
-            std::fs::copy(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/incidents-list.json"
-                ),
-                &data,
-            )
-            .unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_incidentops"))
-                .args(["sandbox", "--listen", "127.0.0.1:0", "--persist", "--data"])
-                .arg(&data)
-                .env_clear()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+            let (mut child, _, data) = sandbox_command(dir.path());
             let status = Command::new("kill")
                 .args([signal, &child.id().to_string()])
                 .status()
