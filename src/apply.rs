@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::api::wire::Incident;
-use crate::api::{ApiError, Client};
+use crate::api::{ApiError, CallKind, Client};
 use crate::plan::{Plan, PlannedChange};
 
 /// Incidents applied at the same time (the client paces the requests themselves).
@@ -220,6 +220,11 @@ async fn apply_one(
     request_done: &(dyn Fn() + Sync),
 ) -> Ended {
     let ended = |sent, how| Ended { sent, how };
+    if stop.load(Ordering::SeqCst) {
+        return ended(0, End::Stopped);
+    }
+    // Checked when its first PATCH can follow at once, not before a minute of pacing.
+    client.wait_for_room(CallKind::Patch).await;
     if stop.load(Ordering::SeqCst) {
         return ended(0, End::Stopped);
     }

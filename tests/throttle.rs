@@ -251,3 +251,35 @@ mod property {
         }
     }
 }
+
+/// `wait_for_room` returns when a call could go at once, and takes no slot: apply reads an
+/// incident then, right before its PATCH, instead of a minute of pacing earlier.
+#[tokio::test(start_paused = true)]
+async fn wait_for_room_returns_when_a_call_could_go_and_takes_no_slot() {
+    let throttle = Throttle::new(Limits::from_quota(50, 1500));
+    let start = Instant::now();
+    for _ in 0..50 {
+        throttle.acquire(CallKind::Patch).await;
+    }
+    assert_eq!(Instant::now() - start, Duration::ZERO);
+    // Other kinds have their own minute quota.
+    throttle.wait_for_room(CallKind::Get).await;
+    assert_eq!(Instant::now() - start, Duration::ZERO);
+    throttle.wait_for_room(CallKind::Patch).await;
+    assert_eq!(Instant::now() - start, PACED_MINUTE);
+    // Waiting again, or twice at once, still finds the room: nothing was taken.
+    throttle.wait_for_room(CallKind::Patch).await;
+    tokio::join!(
+        throttle.wait_for_room(CallKind::Patch),
+        throttle.wait_for_room(CallKind::Patch)
+    );
+    assert_eq!(Instant::now() - start, PACED_MINUTE);
+    assert_eq!(throttle.acquire(CallKind::Patch).await, Duration::ZERO);
+    // A pause (a 429's Retry-After) holds it back too.
+    throttle.pause_for(Duration::from_secs(7));
+    throttle.wait_for_room(CallKind::Patch).await;
+    assert_eq!(
+        Instant::now() - start,
+        PACED_MINUTE + Duration::from_secs(7)
+    );
+}

@@ -35,6 +35,25 @@ def main():
     accepted = [e for e in counted if e.get("status") == 200]
     in_window = [e for e in accepted if start <= when(e["time"]) < start + args.window]
     throttled = [e for e in api if e.get("status") == 429]
+    # How old the concurrent-edit check was when each incident's first PATCH arrived: since the
+    # last GET of that incident, or the last listing of recent changes, before the PATCH.
+    ages = []
+    last_get, last_listing, patched = {}, None, set()
+    for e in api:
+        t = when(e["time"])
+        if e["method"] == "GET" and "lastUpdateTime" in e["path"] and e.get("status") == 200:
+            last_listing = t
+        elif e["method"] == "GET" and e["path"].startswith("/api/incidents/") and e.get("status") == 200:
+            last_get[e["path"].rsplit("/", 1)[-1]] = t
+        elif e["method"] == "PATCH":
+            incident = e["path"].rsplit("/", 1)[-1]
+            if incident in patched:
+                continue
+            patched.add(incident)
+            checked = last_get.get(incident, last_listing)
+            if checked is not None:
+                ages.append(t - checked)
+    ages.sort()
     print(json.dumps({
         "patches": len(patches),
         "patchesAccepted": sum(1 for e in patches if e.get("status") == 200),
@@ -47,6 +66,8 @@ def main():
         # The concurrent-edit check: a GET per incident, or listings of what changed lately.
         "getById": sum(1 for e in api if e["method"] == "GET" and e["path"].startswith("/api/incidents/")),
         "listings": sum(1 for e in api if e["method"] == "GET" and "lastUpdateTime" in e["path"]),
+        "checkAgeMedian": round(ages[len(ages) // 2], 3) if ages else None,
+        "checkAgeMax": round(ages[-1], 3) if ages else None,
     }))
 
 

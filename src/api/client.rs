@@ -374,6 +374,13 @@ impl Client {
         Ok(None)
     }
 
+    /// Waits until a call of `kind` could be sent now (pacing and any `429` pause), without
+    /// taking its slot; the wait counts in [`Client::time_held_back`].
+    pub async fn wait_for_room(&self, kind: CallKind) {
+        let _waiting = self.waiting();
+        self.inner.throttle.wait_for_room(kind).await;
+    }
+
     /// The throttle shared by every clone of this client.
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle

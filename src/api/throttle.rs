@@ -153,6 +153,21 @@ impl Throttle {
         }
     }
 
+    /// Waits until a call of `kind` could be sent now, without taking the slot: a caller that
+    /// must read something right before the call (apply's check for concurrent edits) reads
+    /// it when the call can follow at once, not a minute before.
+    pub async fn wait_for_room(&self, kind: CallKind) {
+        let clock = &self.inner.clock;
+        loop {
+            let now = clock.now();
+            let ready_at = self.windows().ready_at(kind, now, &self.inner.limits);
+            match ready_at {
+                None => return,
+                Some(at) => clock.sleep(at.saturating_duration_since(now)).await,
+            }
+        }
+    }
+
     /// Holds every call back until `until` (extends an existing pause, never shortens it).
     pub fn pause_until(&self, until: Instant) {
         let mut windows = self.windows();
@@ -189,6 +204,16 @@ impl Throttle {
 impl Windows {
     /// Records a send at `now` and returns `None` if allowed, else the instant to retry at.
     fn take_slot(&mut self, kind: CallKind, now: Instant, limits: &Limits) -> Option<Instant> {
+        let ready_at = self.ready_at(kind, now, limits);
+        if ready_at.is_none() {
+            self.minute[kind.index()].push_back(now);
+            self.hour.push_back(now);
+        }
+        ready_at
+    }
+
+    /// `None` if a call of `kind` may be sent at `now`, else the instant to retry at.
+    fn ready_at(&mut self, kind: CallKind, now: Instant, limits: &Limits) -> Option<Instant> {
         let minute = &mut self.minute[kind.index()];
         prune(minute, now, MINUTE);
         prune(&mut self.hour, now, HOUR);
@@ -207,12 +232,7 @@ impl Windows {
                 self.paused_until = None;
             }
         }
-        if ready_at > now {
-            return Some(ready_at);
-        }
-        minute.push_back(now);
-        self.hour.push_back(now);
-        None
+        (ready_at > now).then_some(ready_at)
     }
 }
 
