@@ -293,14 +293,15 @@ data = sys.argv[1]
 def mmm(values, fmt="{:.0f}"):
     v = sorted(values)
     return " / ".join(fmt.format(x) for x in (v[0], statistics.median(v), v[-1]))
-print("| mode | runs | PATCHes accepted | GETs by id | listings | calls per PATCH | changed incidents per hour the 1,500-call quota allows | first→last PATCH (s) |")
-print("|---|---|---|---|---|---|---|---|")
+print("| mode | runs | PATCHes accepted | GETs by id | listings | calls per PATCH | changed incidents per hour the 1,500-call quota allows | first→last PATCH (s) | age of the check at the first PATCH, median (ms) | the same, max (ms) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for mode in ("get", "list"):
     rows = [json.load(open(f"{d}/stats.json")) for d in sorted(glob.glob(f"{data}/apply-check-{mode}-*"))]
     per_patch = [(r["patchesAccepted"] + r["getById"] + r["listings"]) / r["patchesAccepted"] for r in rows]
     print(f"| {mode} | {len(rows)} | {mmm([r['patchesAccepted'] for r in rows])} | {mmm([r['getById'] for r in rows])} "
           f"| {mmm([r['listings'] for r in rows])} | {mmm(per_patch, '{:.3f}')} | {mmm([1500 / p for p in per_patch])} "
-          f"| {mmm([r['firstToLastPatch'] for r in rows], '{:.1f}')} |")
+          f"| {mmm([r['firstToLastPatch'] for r in rows], '{:.1f}')} "
+          f"| {mmm([1000 * r['checkAgeMedian'] for r in rows])} | {mmm([1000 * r['checkAgeMax'] for r in rows])} |")
 PY
   } | tee "$results/edit-check.md"
 }

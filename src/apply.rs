@@ -1,18 +1,19 @@
 //! Executing a plan through the paced client: incidents in parallel (the client's pacing
-//! decides when each request leaves), the requests of one incident in order. A stop request
-//! (Ctrl-C) lets the requests in flight finish and starts no new ones.
+//! decides when each request leaves), the requests of one incident in order, incidents started
+//! in plan order. A stop request (Ctrl-C) lets the requests in flight finish and starts no new
+//! ones.
 //!
-//! The API has no conditional PATCH, so before its first request each incident is checked
-//! against a read at most [`LISTING_MAX_AGE`] old: one that changed since the plan read it is
-//! skipped as a conflict rather than overwritten. Its later requests are checked against our
-//! own last write.
-//!
-//! The check costs one list call per [`LISTING_MAX_AGE`] (`$filter=lastUpdateTime ge T`, T
-//! moving forward with the server's `Date`), not one GET per incident: on the hourly quota that
-//! all calls share, GETs would halve how many incidents an hour can change. The listings
-//! overlap and start at the run's first read, so every change since the plan read shows up in
-//! one of them. When the server sends no `Date`, a listing fails, or it would take more than
-//! [`LISTING_MAX_PAGES`] pages (a busy tenant), each incident is read by one GET instead.
+//! The API has no conditional PATCH, so each incident is checked for edits made since the plan
+//! read it, when pacing lets its first PATCH go at once: one that changed is skipped as a
+//! conflict rather than overwritten. Its later requests are checked against our own last
+//! write. The check ([`EditCheck`]) is one GET per incident, or a listing of recently changed
+//! incidents (`$filter=lastUpdateTime ge T`, T moving forward with the server's `Date`) shared
+//! by every incident checked within [`LISTING_MAX_AGE`]. On the hourly quota that all calls
+//! share, GETs halve how many incidents an hour can change; listings cost about one call per
+//! burst of PATCHes. The listings overlap and start at the run's first read, so every change
+//! since the plan read shows up in one of them. When the server sends no `Date`, a listing
+//! fails, or it would take more than [`LISTING_MAX_PAGES`] pages (a busy tenant), each incident
+//! is read by one GET instead.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use crate::plan::{Plan, PlannedChange};
 /// Incidents applied at the same time (the client paces the requests themselves).
 const CONCURRENCY: usize = 8;
 
-/// In listing mode, an incident's first PATCH is sent at most this long (plus its pacing wait)
-/// after a read showed it unchanged.
+/// In listing mode, an incident's first PATCH is sent at most this long (plus the latency of
+/// the pacing race it may lose) after a read showed it unchanged.
 pub const LISTING_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// Each listing starts this long before the server time of the previous one (the first: of
@@ -51,8 +52,9 @@ pub enum EditCheck {
     /// One GET per incident right before its first write: the shortest window for a
     /// concurrent edit to slip through, one extra call per incident on the hourly quota.
     Get,
-    /// A listing of recently changed incidents per 10 s of apply: a few calls for any number of
-    /// incidents, and a window of up to 10 s (plus pacing) for an edit to slip through.
+    /// A listing of recently changed incidents for every incident that starts within 10 s: a
+    /// few calls for any number of incidents, and a window of up to 10 s for an edit to slip
+    /// through.
     List,
 }
 
@@ -75,8 +77,9 @@ impl EditCheck {
     }
 }
 
-/// Listings an apply of `requests` PATCHes at `per_minute` makes: one per
-/// [`LISTING_MAX_AGE`] of pacing, at least one.
+/// Listings an apply of `requests` PATCHes at `per_minute` makes, at most: one per
+/// [`LISTING_MAX_AGE`] of pacing, at least one. (Pacing sends PATCHes in bursts as each
+/// minute's window frees, so in practice it is closer to one per burst.)
 pub fn expected_listings(requests: usize, per_minute: u32) -> usize {
     if requests == 0 {
         return 0;
@@ -223,29 +226,42 @@ async fn apply_one(
     if stop.load(Ordering::SeqCst) {
         return ended(0, End::Stopped);
     }
-    // Checked when its first PATCH can follow at once, not before a minute of pacing.
-    client.wait_for_room(CallKind::Patch).await;
-    if stop.load(Ordering::SeqCst) {
-        return ended(0, End::Stopped);
-    }
-    // After an ambiguous failure the client re-reads the incident; any update other than our
-    // own last one is someone else's, and stops this incident.
-    let mut expected = match checks.unchanged_since_plan(change).await {
-        Ok(expected) => expected,
-        Err(how) => return ended(0, how),
+    // Checked when its first PATCH can follow at once, and sent in a slot taken right after
+    // the check: a check is never older than one read when the PATCH leaves. Losing the slot
+    // to another incident means waiting for pacing again, and checking again.
+    let (mut expected, mut slot) = loop {
+        client.wait_for_room(CallKind::Patch).await;
+        if stop.load(Ordering::SeqCst) {
+            return ended(0, End::Stopped);
+        }
+        // After an ambiguous failure the client re-reads the incident; any update other than
+        // our own last one is someone else's, and stops this incident.
+        let expected = match checks.unchanged_since_plan(change).await {
+            Ok(expected) => expected,
+            Err(how) => return ended(0, how),
+        };
+        if let Some(slot) = client.try_take_patch_slot() {
+            break (expected, Some(slot));
+        }
     };
+    checks.started(change.id).await;
     let mut sent = 0;
     for request in &change.requests {
         if stop.load(Ordering::SeqCst) {
             return ended(sent, End::Stopped);
         }
-        let result = match &expected {
-            Some(time) => {
+        let result = match (slot.take(), &expected) {
+            (Some(slot), expected) => {
+                client
+                    .patch_in_slot(change.id, &request.body, expected.as_deref(), slot)
+                    .await
+            }
+            (None, Some(time)) => {
                 client
                     .patch_if_unchanged(change.id, &request.body, time)
                     .await
             }
-            None => client.patch(change.id, &request.body).await,
+            (None, None) => client.patch(change.id, &request.body).await,
         };
         match result {
             Ok(incident) => {
@@ -307,11 +323,10 @@ impl Checks {
     }
 
     /// Whether `change` may be written: the `lastUpdateTime` to expect from here on, or why
-    /// not (a conflict, or a failed read).
+    /// not (a conflict, or a failed read). May be asked again until [`Checks::started`].
     async fn unchanged_since_plan(&self, change: &PlannedChange) -> Result<Option<String>, End> {
         let mut state = self.state.lock().await;
         let (mode, unchecked) = &mut *state;
-        unchecked.remove(&change.id);
         if let Mode::Listing {
             since,
             listed_at,
@@ -327,10 +342,8 @@ impl Checks {
                 {
                     Ok(Some((incidents, Some(date)))) => {
                         for incident in incidents {
-                            // Incidents already checked are ours to write now.
-                            if unchecked.contains(&incident.incident_id)
-                                || incident.incident_id == change.id
-                            {
+                            // Incidents already started are ours to write now.
+                            if unchecked.contains(&incident.incident_id) {
                                 listed.insert(incident.incident_id, incident);
                             }
                         }
@@ -378,6 +391,11 @@ impl Checks {
             Some(reason) => Err(End::Conflict(reason)),
             None => Ok(current.last_update_time),
         }
+    }
+
+    /// `id`'s first PATCH is on its way: later listings that show it show our own writes.
+    async fn started(&self, id: u64) {
+        self.state.lock().await.1.remove(&id);
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use incidentops::api::wire::IncidentUpdate;
 use incidentops::api::{
-    ApiConfig, ApiError, CallStats, Client, Credentials, RetryPolicy, Secret, TransportKind,
-    VirtualClock,
+    ApiConfig, ApiError, CallStats, Client, Credentials, Limits, RetryPolicy, Secret,
+    TransportKind, VirtualClock,
 };
 use incidentops::model::Status;
 use serde_json::{Value, json};
@@ -496,6 +496,34 @@ async fn patch_sends_the_update_with_a_json_content_type() {
 
     assert_eq!(result.status.as_deref(), Some("Resolved"));
     assert_eq!(client.stats().patch, 1);
+}
+
+/// A PATCH slot taken with `try_take_patch_slot` is used by the first attempt of
+/// `patch_in_slot` without waiting; it counts against the quota like any sent call.
+#[tokio::test]
+async fn a_taken_patch_slot_sends_at_once_and_counts_against_the_quota() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/incidents/5"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(incident(5)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let clock = Arc::new(VirtualClock::new(wall_start()));
+    let client = Client::new(
+        config(&server, &clock).with_limits(Limits::from_quota(1, 1500)),
+        Credentials::Token(Secret::new(TOKEN)),
+    )
+    .unwrap();
+    let update = comment_update();
+
+    let slot = client.try_take_patch_slot().expect("the minute is empty");
+    assert!(client.try_take_patch_slot().is_none(), "one PATCH a minute");
+    client.patch_in_slot(5, &update, None, slot).await.unwrap();
+    assert!(clock.sleeps().is_empty(), "{:?}", clock.sleeps());
+    // The slot was the minute's only one: the next PATCH waits for the window.
+    client.patch(5, &update).await.unwrap();
+    assert_eq!(clock.elapsed(), Duration::from_secs(61));
 }
 
 fn comment_update() -> IncidentUpdate {

@@ -170,7 +170,16 @@ struct Budget {
     failures: u32,
     throttled: u32,
     waited: Duration,
+    /// The next attempt's pacing slot is already taken ([`PatchSlot`]).
+    slot_taken: bool,
 }
+
+/// A PATCH slot taken from the pacing windows by [`Client::try_take_patch_slot`]: the first
+/// attempt of [`Client::patch_in_slot`] is sent in it without waiting. Retries are paced as
+/// usual.
+#[derive(Debug)]
+#[must_use = "a taken slot counts against the quota whether or not it is used"]
+pub struct PatchSlot(());
 
 impl Client {
     /// A client for `config`, authenticating with `credentials`.
@@ -292,7 +301,7 @@ impl Client {
     /// re-read and only the fields it does not show yet are resent; a comment is never added
     /// twice. If everything had landed, the re-read incident is returned.
     pub async fn patch(&self, id: u64, update: &IncidentUpdate) -> Result<Incident, ApiError> {
-        self.patch_checked(id, update, None).await
+        self.patch_checked(id, update, None, None).await
     }
 
     /// Like [`Client::patch`], but when a re-read after an ambiguous failure shows a
@@ -304,7 +313,29 @@ impl Client {
         update: &IncidentUpdate,
         expected_last_update: &str,
     ) -> Result<Incident, ApiError> {
-        self.patch_checked(id, update, Some(expected_last_update))
+        self.patch_checked(id, update, Some(expected_last_update), None)
+            .await
+    }
+
+    /// Takes a PATCH slot if pacing allows one now (see [`PatchSlot`]).
+    pub fn try_take_patch_slot(&self) -> Option<PatchSlot> {
+        self.inner
+            .throttle
+            .try_take_slot(CallKind::Patch)
+            .then_some(PatchSlot(()))
+    }
+
+    /// [`Client::patch`] or, with `expected_last_update`, [`Client::patch_if_unchanged`], whose
+    /// first attempt goes out at once in `slot`: what was read right before it is not made
+    /// stale by a wait for pacing.
+    pub async fn patch_in_slot(
+        &self,
+        id: u64,
+        update: &IncidentUpdate,
+        expected_last_update: Option<&str>,
+        slot: PatchSlot,
+    ) -> Result<Incident, ApiError> {
+        self.patch_checked(id, update, expected_last_update, Some(slot))
             .await
     }
 
@@ -395,6 +426,7 @@ impl Client {
         id: u64,
         update: &IncidentUpdate,
         expected_last_update: Option<&str>,
+        slot: Option<PatchSlot>,
     ) -> Result<Incident, ApiError> {
         let url = self.url(&format!("api/incidents/{id}"))?;
         let path = url.path().to_owned();
@@ -410,7 +442,10 @@ impl Client {
             });
         }
         let mut remaining = update.clone();
-        let mut budget = Budget::default();
+        let mut budget = Budget {
+            slot_taken: slot.is_some(),
+            ..Budget::default()
+        };
         loop {
             let body = serde_json::to_vec(&remaining)
                 .map_err(|e| ApiError::Config(format!("cannot encode the update: {e}")))?;
@@ -481,7 +516,9 @@ impl Client {
         let mut refreshed = false;
         loop {
             // Pacing waits are not retry waits: only the latter count against `max_wait`.
-            let waited = {
+            let waited = if std::mem::take(&mut budget.slot_taken) {
+                Duration::ZERO
+            } else {
                 let _waiting = self.waiting();
                 self.inner.throttle.acquire(call.kind).await
             };

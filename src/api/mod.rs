@@ -30,7 +30,7 @@ pub mod throttle;
 pub mod wire;
 
 pub use auth::{Credentials, Secret};
-pub use client::{CallStats, Client, USER_AGENT};
+pub use client::{CallStats, Client, PatchSlot, USER_AGENT};
 pub use clock::{Clock, TokioClock, VirtualClock};
 pub use config::{ApiConfig, DEFAULT_API_URL};
 pub use error::{ApiError, AuthError, TransportKind};

@@ -168,6 +168,14 @@ impl Throttle {
         }
     }
 
+    /// Records a call of `kind` as sent now if one may be sent now, without waiting.
+    pub fn try_take_slot(&self, kind: CallKind) -> bool {
+        let now = self.inner.clock.now();
+        self.windows()
+            .take_slot(kind, now, &self.inner.limits)
+            .is_none()
+    }
+
     /// Holds every call back until `until` (extends an existing pause, never shortens it).
     pub fn pause_until(&self, until: Instant) {
         let mut windows = self.windows();
