@@ -226,22 +226,22 @@ async fn apply_one(
     if stop.load(Ordering::SeqCst) {
         return ended(0, End::Stopped);
     }
-    // Checked when its first PATCH can follow at once, and sent in a slot taken right after
-    // the check: a check is never older than one read when the PATCH leaves. Losing the slot
-    // to another incident means waiting for pacing again, and checking again.
+    // Checked once a pacing slot for its first PATCH is reserved, and sent in that slot: the
+    // check is never older than one read when the PATCH leaves, and never wasted on a slot
+    // that another incident takes meanwhile.
     let (mut expected, mut slot) = loop {
         client.wait_for_room(CallKind::Patch).await;
         if stop.load(Ordering::SeqCst) {
             return ended(0, End::Stopped);
         }
+        let Some(slot) = client.try_take_patch_slot() else {
+            continue; // another incident took the room first
+        };
         // After an ambiguous failure the client re-reads the incident; any update other than
         // our own last one is someone else's, and stops this incident.
-        let expected = match checks.unchanged_since_plan(change).await {
-            Ok(expected) => expected,
+        match checks.unchanged_since_plan(change).await {
+            Ok(expected) => break (expected, Some(slot)),
             Err(how) => return ended(0, how),
-        };
-        if let Some(slot) = client.try_take_patch_slot() {
-            break (expected, Some(slot));
         }
     };
     checks.started(change.id).await;
@@ -323,7 +323,7 @@ impl Checks {
     }
 
     /// Whether `change` may be written: the `lastUpdateTime` to expect from here on, or why
-    /// not (a conflict, or a failed read). May be asked again until [`Checks::started`].
+    /// not (a conflict, or a failed read).
     async fn unchanged_since_plan(&self, change: &PlannedChange) -> Result<Option<String>, End> {
         let mut state = self.state.lock().await;
         let (mode, unchecked) = &mut *state;

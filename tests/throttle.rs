@@ -283,3 +283,45 @@ async fn wait_for_room_returns_when_a_call_could_go_and_takes_no_slot() {
         PACED_MINUTE + Duration::from_secs(7)
     );
 }
+
+/// A reservation holds its slot from the moment it is taken, counts from the moment it is
+/// stamped (the call leaves), and gives the slot back when dropped unused.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_holds_a_slot_and_counts_from_its_stamp() {
+    let throttle = Throttle::new(Limits::from_quota(2, 1500));
+    let start = Instant::now();
+    let held = throttle.try_reserve(CallKind::Patch).expect("room");
+    assert_eq!(throttle.acquire(CallKind::Patch).await, Duration::ZERO);
+    assert!(
+        throttle.try_reserve(CallKind::Patch).is_none(),
+        "1 sent + 1 held = 2"
+    );
+    drop(held);
+    let held = throttle.try_reserve(CallKind::Patch).expect("given back");
+
+    // Sent 30 s after it was taken: its minute runs from then.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    held.stamp();
+    throttle.acquire(CallKind::Patch).await; // the first call's slot freed at 61 s
+    assert_eq!(Instant::now() - start, PACED_MINUTE);
+    throttle.acquire(CallKind::Patch).await;
+    assert_eq!(
+        Instant::now() - start,
+        Duration::from_secs(30) + PACED_MINUTE,
+        "the stamped slot frees 61 s after the stamp, not after the reservation"
+    );
+}
+
+/// Reserved slots count in the shared hour too: a GET cannot take the hour's last slot while
+/// a PATCH holds it.
+#[tokio::test(start_paused = true)]
+async fn reserved_slots_count_in_the_hour() {
+    let throttle = Throttle::new(Limits::from_quota(50, 2));
+    let start = Instant::now();
+    throttle.acquire(CallKind::Get).await;
+    let held = throttle.try_reserve(CallKind::Patch).expect("room");
+    assert!(throttle.try_reserve(CallKind::Get).is_none());
+    drop(held);
+    throttle.acquire(CallKind::Get).await;
+    assert_eq!(Instant::now() - start, Duration::ZERO);
+}

@@ -18,7 +18,7 @@ use super::error::{ApiError, TransportKind};
 use super::retry::{
     Backoff, Decision, Failure, RetryPolicy, classify, throttle_hint, unapplied_fields,
 };
-use super::throttle::{CallKind, Throttle};
+use super::throttle::{CallKind, Reservation, Throttle};
 use super::wire::{ErrorBody, Incident, IncidentPage, IncidentUpdate};
 
 /// The user agent of every request.
@@ -170,16 +170,15 @@ struct Budget {
     failures: u32,
     throttled: u32,
     waited: Duration,
-    /// The next attempt's pacing slot is already taken ([`PatchSlot`]).
-    slot_taken: bool,
+    /// The next attempt's pacing slot, already reserved ([`PatchSlot`]).
+    reserved: Option<Reservation>,
 }
 
-/// A PATCH slot taken from the pacing windows by [`Client::try_take_patch_slot`]: the first
-/// attempt of [`Client::patch_in_slot`] is sent in it without waiting. Retries are paced as
-/// usual.
+/// A PATCH slot reserved in the pacing windows by [`Client::try_take_patch_slot`]: the first
+/// attempt of [`Client::patch_in_slot`] is sent in it without waiting (retries are paced as
+/// usual). Dropped unused, the slot is given back.
 #[derive(Debug)]
-#[must_use = "a taken slot counts against the quota whether or not it is used"]
-pub struct PatchSlot(());
+pub struct PatchSlot(Reservation);
 
 impl Client {
     /// A client for `config`, authenticating with `credentials`.
@@ -317,12 +316,12 @@ impl Client {
             .await
     }
 
-    /// Takes a PATCH slot if pacing allows one now (see [`PatchSlot`]).
+    /// Reserves a PATCH slot if pacing allows one now (see [`PatchSlot`]).
     pub fn try_take_patch_slot(&self) -> Option<PatchSlot> {
         self.inner
             .throttle
-            .try_take_slot(CallKind::Patch)
-            .then_some(PatchSlot(()))
+            .try_reserve(CallKind::Patch)
+            .map(PatchSlot)
     }
 
     /// [`Client::patch`] or, with `expected_last_update`, [`Client::patch_if_unchanged`], whose
@@ -443,7 +442,7 @@ impl Client {
         }
         let mut remaining = update.clone();
         let mut budget = Budget {
-            slot_taken: slot.is_some(),
+            reserved: slot.map(|PatchSlot(reservation)| reservation),
             ..Budget::default()
         };
         loop {
@@ -516,7 +515,8 @@ impl Client {
         let mut refreshed = false;
         loop {
             // Pacing waits are not retry waits: only the latter count against `max_wait`.
-            let waited = if std::mem::take(&mut budget.slot_taken) {
+            let waited = if let Some(reservation) = budget.reserved.take() {
+                reservation.stamp();
                 Duration::ZERO
             } else {
                 let _waiting = self.waiting();

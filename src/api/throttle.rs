@@ -106,6 +106,45 @@ struct Windows {
     minute: [VecDeque<Instant>; 3],
     hour: VecDeque<Instant>,
     paused_until: Option<Instant>,
+    /// Slots reserved and not sent yet, per kind; each counts in its kind's minute and in the
+    /// hour as if sent now.
+    reserved: [usize; 3],
+}
+
+/// A slot held by [`Throttle::try_reserve`].
+#[must_use = "a reservation holds a slot until it is stamped or dropped"]
+pub struct Reservation {
+    throttle: Throttle,
+    kind: CallKind,
+    stamped: bool,
+}
+
+impl Reservation {
+    /// The call leaves now: the slot counts from this instant.
+    pub fn stamp(mut self) {
+        let now = self.throttle.inner.clock.now();
+        let mut windows = self.throttle.windows();
+        windows.reserved[self.kind.index()] -= 1;
+        windows.minute[self.kind.index()].push_back(now);
+        windows.hour.push_back(now);
+        self.stamped = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.stamped {
+            self.throttle.windows().reserved[self.kind.index()] -= 1;
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Throttle {
@@ -168,12 +207,21 @@ impl Throttle {
         }
     }
 
-    /// Records a call of `kind` as sent now if one may be sent now, without waiting.
-    pub fn try_take_slot(&self, kind: CallKind) -> bool {
+    /// Reserves a slot for a call of `kind` if one may be sent now, without waiting. The slot
+    /// counts as taken at once, and as sent when [`Reservation::stamp`] says the call leaves
+    /// (a caller reads something between the two); dropped unstamped, it is given back.
+    pub fn try_reserve(&self, kind: CallKind) -> Option<Reservation> {
         let now = self.inner.clock.now();
-        self.windows()
-            .take_slot(kind, now, &self.inner.limits)
-            .is_none()
+        let mut windows = self.windows();
+        if windows.ready_at(kind, now, &self.inner.limits).is_some() {
+            return None;
+        }
+        windows.reserved[kind.index()] += 1;
+        Some(Reservation {
+            throttle: self.clone(),
+            kind,
+            stamped: false,
+        })
     }
 
     /// Holds every call back until `until` (extends an existing pause, never shortens it).
@@ -226,11 +274,13 @@ impl Windows {
         prune(minute, now, MINUTE);
         prune(&mut self.hour, now, HOUR);
 
+        let reserved_here = self.reserved[kind.index()];
+        let reserved_all: usize = self.reserved.iter().sum();
         let mut ready_at = now;
-        if let Some(at) = frees_at(minute, limits.per_minute(kind), MINUTE) {
+        if let Some(at) = frees_at(minute, reserved_here, limits.per_minute(kind), MINUTE, now) {
             ready_at = ready_at.max(at);
         }
-        if let Some(at) = frees_at(&self.hour, limits.per_hour, HOUR) {
+        if let Some(at) = frees_at(&self.hour, reserved_all, limits.per_hour, HOUR, now) {
             ready_at = ready_at.max(at);
         }
         if let Some(paused) = self.paused_until {
@@ -251,13 +301,21 @@ fn prune(log: &mut VecDeque<Instant>, now: Instant, window: Duration) {
     }
 }
 
-/// When the log is full, the instant its oldest counted send leaves the window.
-fn frees_at(log: &VecDeque<Instant>, quota: u32, window: Duration) -> Option<Instant> {
+/// When the log plus `reserved` unsent calls (counted as sent at `now`, the earliest they can
+/// be) is full, the instant enough of them leave the window for one more call.
+fn frees_at(
+    log: &VecDeque<Instant>,
+    reserved: usize,
+    quota: u32,
+    window: Duration,
+    now: Instant,
+) -> Option<Instant> {
     let quota = quota.max(1) as usize;
-    if log.len() < quota {
+    let counted = log.len() + reserved;
+    if counted < quota {
         return None;
     }
-    log.get(log.len() - quota).map(|sent| *sent + window)
+    Some(log.get(counted - quota).copied().unwrap_or(now) + window)
 }
 
 #[cfg(test)]
