@@ -45,8 +45,9 @@ const LISTING_MAX_PAGES: u32 = 3;
 /// How apply checks that nobody changed an incident since the plan read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum EditCheck {
-    /// `get` while the apply's calls fit in the hourly quota (the GETs then cost no time:
-    /// they have their own per-minute quota), `list` when they would not.
+    /// `get` while the apply's calls, with those already made (the plan's reads), fit in the
+    /// hourly quota (the GETs then cost no time: they have their own per-minute quota), `list`
+    /// when they would not.
     #[default]
     Auto,
     /// One GET per incident right before its first write: the shortest window for a
@@ -59,18 +60,27 @@ pub enum EditCheck {
 }
 
 impl EditCheck {
-    /// `Get` or `List`, for an apply of `requests` PATCHes to `changes` incidents.
-    pub fn resolve(self, requests: usize, changes: usize, per_hour: u32) -> EditCheck {
+    /// `Get` or `List`, for an apply of `requests` PATCHes to `changes` incidents, `spent`
+    /// calls having been made this hour already (the plan's reads).
+    pub fn resolve(self, requests: usize, changes: usize, spent: u64, per_hour: u32) -> EditCheck {
+        let with_gets = (requests + changes) as u64 + spent;
         match self {
-            EditCheck::Auto if requests + changes <= per_hour as usize => EditCheck::Get,
+            EditCheck::Auto if with_gets <= u64::from(per_hour) => EditCheck::Get,
             EditCheck::Auto => EditCheck::List,
             chosen => chosen,
         }
     }
 
     /// The calls the check costs such an apply.
-    pub fn calls(self, requests: usize, changes: usize, per_minute: u32, per_hour: u32) -> usize {
-        match self.resolve(requests, changes, per_hour) {
+    pub fn calls(
+        self,
+        requests: usize,
+        changes: usize,
+        spent: u64,
+        per_minute: u32,
+        per_hour: u32,
+    ) -> usize {
+        match self.resolve(requests, changes, spent, per_hour) {
             EditCheck::List => expected_listings(requests, per_minute),
             _ => changes,
         }
@@ -136,11 +146,16 @@ pub async fn apply(
     let started = Instant::now();
     let total: usize = plan.changes.iter().map(|c| c.requests.len()).sum();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let per_hour = client.throttle().limits().per_hour;
-    let edit_check = options
-        .edit_check
-        .resolve(total, plan.changes.len(), per_hour);
+    // Each incident at work may hold a reserved PATCH slot while its check waits for a slot of
+    // its own: fewer at work than the hourly quota, or the reservations could fill the hour
+    // and the checks wait forever.
+    let concurrency = CONCURRENCY.min(per_hour.saturating_sub(1) as usize).max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let edit_check =
+        options
+            .edit_check
+            .resolve(total, plan.changes.len(), client.stats().calls(), per_hour);
     let checks = Arc::new(Checks::new(
         client,
         plan,
@@ -244,7 +259,6 @@ async fn apply_one(
             Err(how) => return ended(0, how),
         }
     };
-    checks.started(change.id).await;
     let mut sent = 0;
     for request in &change.requests {
         if stop.load(Ordering::SeqCst) {
@@ -372,6 +386,8 @@ impl Checks {
                 }
             }
         }
+        // From here on, listings that show this incident show our own writes.
+        unchecked.remove(&change.id);
         let listed = match mode {
             Mode::Listing { listed, .. } => Some(listed.remove(&change.id)),
             Mode::ById => None,
@@ -391,11 +407,6 @@ impl Checks {
             Some(reason) => Err(End::Conflict(reason)),
             None => Ok(current.last_update_time),
         }
-    }
-
-    /// `id`'s first PATCH is on its way: later listings that show it show our own writes.
-    async fn started(&self, id: u64) {
-        self.state.lock().await.1.remove(&id);
     }
 }
 

@@ -506,7 +506,7 @@ async fn a_taken_patch_slot_sends_at_once_and_counts_against_the_quota() {
     Mock::given(method("PATCH"))
         .and(path("/api/incidents/5"))
         .respond_with(ResponseTemplate::new(200).set_body_json(incident(5)))
-        .expect(2)
+        .expect(3)
         .mount(&server)
         .await;
     let clock = Arc::new(VirtualClock::new(wall_start()));
@@ -524,6 +524,14 @@ async fn a_taken_patch_slot_sends_at_once_and_counts_against_the_quota() {
     // The slot was the minute's only one: the next PATCH waits for the window.
     client.patch(5, &update).await.unwrap();
     assert_eq!(clock.elapsed(), Duration::from_secs(61));
+
+    // A 429 pause that begins after the slot was taken still holds the PATCH back.
+    clock.advance(Duration::from_secs(61));
+    let slot = client.try_take_patch_slot().expect("a new minute");
+    client.throttle().pause_for(Duration::from_secs(7));
+    client.patch_in_slot(5, &update, None, slot).await.unwrap();
+    assert_eq!(clock.sleeps().last(), Some(&Duration::from_secs(7)));
+    assert_eq!(clock.elapsed(), Duration::from_secs(61 + 61 + 7));
 }
 
 fn comment_update() -> IncidentUpdate {
@@ -742,6 +750,47 @@ async fn list_follows_the_next_link() {
         all.iter().map(|i| i.incident_id).collect::<Vec<_>>(),
         [1, 2]
     );
+}
+
+/// The listing of recent changes follows `@odata.nextLink` even after a short page (a server
+/// that pages below 100), dates itself with the first page's `Date`, and gives up past its
+/// page budget.
+#[tokio::test]
+async fn listing_changes_since_follows_next_links_and_keeps_to_its_page_budget() {
+    let server = MockServer::start().await;
+    let next = format!("{}/api/incidents?page=2", server.uri());
+    Mock::given(method("GET"))
+        .and(path("/api/incidents"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [incident(2)]})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/incidents"))
+        .and(query_param(
+            "$filter",
+            "lastUpdateTime ge 2026-12-04T10:00:00Z",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("date", "Fri, 04 Dec 2026 10:05:00 GMT")
+                .set_body_json(json!({"value": [incident(1)], "@odata.nextLink": next})),
+        )
+        .mount(&server)
+        .await;
+    let (client, _clock) = client(&server);
+    let since = "2026-12-04T10:00:00Z".parse().unwrap();
+
+    let (listed, date) = client.list_updated_since(since, 2).await.unwrap().unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.incident_id).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(date, Some("2026-12-04T10:05:00Z".parse().unwrap()));
+    assert_eq!(client.first_server_date(), date);
+    // One page allowed, two needed: the caller falls back to a GET per incident.
+    assert!(client.list_updated_since(since, 1).await.unwrap().is_none());
 }
 
 #[tokio::test]

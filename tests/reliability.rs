@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incidentops::sandbox::{
@@ -1036,6 +1037,65 @@ async fn listing_check_costs_one_listing_per_ten_seconds_and_falls_back_to_gets_
         (3, 60),
         "three pages of listing, then a GET per incident"
     );
+}
+
+/// With an hourly quota smaller than the incidents at work, the PATCH slots reserved before
+/// the checks cannot fill the hour and starve the checks' own reads: the apply finishes (on a
+/// virtual clock: hours of pacing take no time), in both check modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_hourly_quota_slows_apply_but_never_stalls_it() {
+    use incidentops::api::{self, ApiConfig, Client, VirtualClock};
+    use incidentops::apply::{EditCheck, Options};
+    for (seed, edit_check) in [(7, EditCheck::Get), (8, EditCheck::List)] {
+        let workload = Workload::new(4, seed, 2);
+        let emulator = start(&workload, Setup::quiet(seed)).await;
+        let plan = saved_plan(&workload, &emulator.url()).await;
+        let clock = Arc::new(VirtualClock::new(std::time::SystemTime::now()));
+        let client = Client::new(
+            ApiConfig::new(&emulator.url())
+                .unwrap()
+                .with_limits(api::Limits::from_quota(50, 2))
+                .with_clock(clock.clone()),
+            api::Credentials::Token(api::Secret::new(STATIC_TOKEN)),
+        )
+        .unwrap();
+        reread(&client, &plan).await;
+        let options = Options {
+            edit_check,
+            ..Options::default()
+        };
+        // On a runtime of its own: a stalled apply spins on the virtual clock without
+        // yielding, and must fail this test rather than hang it.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let (client, plan) = (client.clone(), plan.clone());
+            move || {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let outcome = runtime.block_on(incidentops::apply::apply(
+                    &client,
+                    &plan,
+                    options,
+                    stop,
+                    Arc::new(|_, _| {}),
+                ));
+                let _ = sender.send(outcome);
+            }
+        });
+        let outcome =
+            tokio::task::spawn_blocking(move || receiver.recv_timeout(Duration::from_secs(60)))
+                .await
+                .unwrap()
+                .unwrap_or_else(|_| panic!("{edit_check:?}: apply stalled"));
+        assert_eq!(outcome.applied.len(), 4, "{edit_check:?}: {outcome:?}");
+        assert!(check(&emulator, &workload.desired, &BTreeSet::new()).converged());
+        // Two calls an hour: 4 re-reads, then 6 PATCHes and their checks, in hours.
+        assert!(
+            clock.elapsed() >= Duration::from_secs(3 * 3600),
+            "{:?}",
+            clock.elapsed()
+        );
+    }
 }
 
 // --- 6. a quota shared with another tool -------------------------------------------------------

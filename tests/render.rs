@@ -15,7 +15,7 @@ fn change(value: serde_json::Value) -> PlannedChange {
 
 fn plan(changes: Vec<PlannedChange>, errors: Vec<PlanError>, unchanged: usize) -> Plan {
     let requests: usize = changes.iter().map(|c| c.requests.len()).sum();
-    let checks = incidentops::apply::EditCheck::Auto.calls(requests, changes.len(), 50, 1500);
+    let checks = incidentops::apply::EditCheck::Auto.calls(requests, changes.len(), 2, 50, 1500);
     let summary = Summary {
         incidents: changes.len() + unchanged + errors.len(),
         changed: changes.len(),

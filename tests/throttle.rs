@@ -325,3 +325,23 @@ async fn reserved_slots_count_in_the_hour() {
     throttle.acquire(CallKind::Get).await;
     assert_eq!(Instant::now() - start, Duration::ZERO);
 }
+
+/// A reservation given back wakes the calls that were waiting for its slot: they do not sleep
+/// out the minute they had counted it for.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_given_back_wakes_the_waiters() {
+    let throttle = Throttle::new(Limits::from_quota(1, 1500));
+    let start = Instant::now();
+    let held = throttle.try_reserve(CallKind::Patch).expect("room");
+    let waiter = tokio::spawn({
+        let throttle = throttle.clone();
+        async move {
+            throttle.acquire(CallKind::Patch).await;
+            Instant::now()
+        }
+    });
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(held);
+    assert_eq!(waiter.await.unwrap() - start, Duration::from_secs(5));
+}

@@ -373,8 +373,9 @@ impl Client {
     }
 
     /// The incidents updated at or after `since` (`$filter=lastUpdateTime ge ...`), in at most
-    /// `max_pages` pages, with the server's `Date` on the first page. `None` when more pages
-    /// would be needed: the caller falls back to reading incidents one by one.
+    /// `max_pages` pages (following `@odata.nextLink`), with the server's `Date` on the first
+    /// page, in the order read. `None` when more pages would be needed: the caller falls back
+    /// to reading incidents one by one.
     pub async fn list_updated_since(
         &self,
         since: DateTime<Utc>,
@@ -385,23 +386,31 @@ impl Client {
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         let mut incidents = Vec::new();
-        let mut date = None;
-        let mut skip = 0;
-        for page_number in 0..max_pages {
-            let page = self.list_page(Some(&filter), PAGE_SIZE, skip).await?;
-            if page_number == 0 {
-                date = page.server_date;
-            }
+        let mut page = self.list_page(Some(&filter), PAGE_SIZE, 0).await?;
+        let date = page.server_date;
+        let mut skip: u32 = 0;
+        let mut pages = 1;
+        loop {
             let count = page.value.len();
+            // Inserts while paging only repeat an incident on the next page (the filter only
+            // ever gains members, and the list is ordered by creation), never hide one. A
+            // repeated incident is kept twice, the later (newer) read last.
             incidents.extend(page.value);
-            // A page that is not full is the last one; inserts while paging only repeat an
-            // incident on the next page (the filter only ever gains members), never hide one.
-            if count < PAGE_SIZE as usize {
-                return Ok(Some((incidents, date)));
+            skip = skip.saturating_add(count as u32);
+            let next = match page.next_link {
+                Some(link) if count > 0 => Some(self.next_link_url(&link)?),
+                _ if count < PAGE_SIZE as usize => return Ok(Some((incidents, date))),
+                _ => None,
+            };
+            if pages >= max_pages {
+                return Ok(None);
             }
-            skip += PAGE_SIZE;
+            pages += 1;
+            page = match next {
+                Some(url) => self.fetch_page(url).await?,
+                None => self.list_page(Some(&filter), PAGE_SIZE, skip).await?,
+            };
         }
-        Ok(None)
     }
 
     /// Waits until a call of `kind` could be sent now (pacing and any `429` pause), without
@@ -516,8 +525,12 @@ impl Client {
         loop {
             // Pacing waits are not retry waits: only the latter count against `max_wait`.
             let waited = if let Some(reservation) = budget.reserved.take() {
+                // The slot is ours, but a 429 pause that began after it was reserved still
+                // holds every call back.
+                let _waiting = self.waiting();
+                let waited = self.inner.throttle.wait_out_pause().await;
                 reservation.stamp();
-                Duration::ZERO
+                waited
             } else {
                 let _waiting = self.waiting();
                 self.inner.throttle.acquire(call.kind).await

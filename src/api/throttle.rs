@@ -99,6 +99,8 @@ struct Inner {
     /// waiting for its per-minute slot does not hold back a GET that may go now.
     queues: [tokio::sync::Mutex<()>; 3],
     windows: Mutex<Windows>,
+    /// Wakes waiters when a reservation gives its slot back (their wake-up times counted it).
+    released: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.stamped {
             self.throttle.windows().reserved[self.kind.index()] -= 1;
+            self.throttle.inner.released.notify_waiters();
         }
     }
 }
@@ -168,6 +171,7 @@ impl Throttle {
                 clock,
                 queues: Default::default(),
                 windows: Mutex::new(Windows::default()),
+                released: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -187,7 +191,7 @@ impl Throttle {
             let ready_at = self.windows().take_slot(kind, now, &self.inner.limits);
             match ready_at {
                 None => return clock.now().saturating_duration_since(start),
-                Some(at) => clock.sleep(at.saturating_duration_since(now)).await,
+                Some(at) => self.sleep_until(now, at).await,
             }
         }
     }
@@ -202,7 +206,7 @@ impl Throttle {
             let ready_at = self.windows().ready_at(kind, now, &self.inner.limits);
             match ready_at {
                 None => return,
-                Some(at) => clock.sleep(at.saturating_duration_since(now)).await,
+                Some(at) => self.sleep_until(now, at).await,
             }
         }
     }
@@ -222,6 +226,27 @@ impl Throttle {
             kind,
             stamped: false,
         })
+    }
+
+    /// Waits while a pause (a `429`'s `Retry-After`) is in force; returns how long. A reserved
+    /// call waits this out before it leaves.
+    pub async fn wait_out_pause(&self) -> Duration {
+        let clock = &self.inner.clock;
+        let start = clock.now();
+        while let Some(until) = self.paused_until() {
+            let now = clock.now();
+            clock.sleep(until.saturating_duration_since(now)).await;
+        }
+        clock.now().saturating_duration_since(start)
+    }
+
+    /// Sleeps until `at`, or until a reservation gives a slot back.
+    async fn sleep_until(&self, now: Instant, at: Instant) {
+        let released = self.inner.released.notified();
+        tokio::select! {
+            () = self.inner.clock.sleep(at.saturating_duration_since(now)) => {}
+            () = released => {}
+        }
     }
 
     /// Holds every call back until `until` (extends an existing pause, never shortens it).

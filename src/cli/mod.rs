@@ -92,9 +92,10 @@ pub struct ApiArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_calls_per_minute: u32,
 
-    /// Quota of calls per hour, shared by every method.
+    /// Quota of calls per hour, shared by every method (at least 2: apply reads an incident
+    /// before it writes it).
     #[arg(long, env = "INCIDENTOPS_MAX_CALLS_PER_HOUR", default_value_t = 1500, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(2..))]
     pub max_calls_per_hour: u32,
 }
 
@@ -217,5 +218,8 @@ mod tests {
         let error = args.config().unwrap_err().to_string();
         assert!(error.contains("http"), "{error}");
         assert!(parse(&["--max-calls-per-minute", "0"]).is_err());
+        // Apply reads an incident before it writes it: one call an hour cannot do both.
+        assert!(parse(&["--max-calls-per-hour", "1"]).is_err());
+        assert!(parse(&["--max-calls-per-hour", "2"]).is_ok());
     }
 }

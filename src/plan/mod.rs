@@ -193,6 +193,7 @@ pub fn build(inputs: Inputs<'_>) -> Plan {
     let checks = inputs.edit_check.calls(
         requests,
         changes.len(),
+        inputs.read_calls,
         inputs.calls_per_minute,
         inputs.calls_per_hour,
     );
@@ -284,20 +285,27 @@ mod tests {
         // 50 PATCHes take 60 s at 50/min: a listing at the start and one per 10 s.
         assert_eq!(expected_listings(50, 50), 7);
         // Auto: a GET per incident while everything fits in the hourly quota.
-        assert_eq!(EditCheck::Auto.calls(750, 750, 50, 1500), 750);
+        assert_eq!(EditCheck::Auto.calls(750, 750, 0, 50, 1500), 750);
         assert_eq!(
-            EditCheck::Auto.calls(751, 751, 50, 1500),
+            EditCheck::Auto.calls(751, 751, 0, 50, 1500),
             expected_listings(751, 50)
         );
-        assert_eq!(EditCheck::Get.calls(2000, 2000, 50, 1500), 2000);
-        assert_eq!(EditCheck::List.calls(5, 5, 50, 1500), 1);
+        assert_eq!(EditCheck::Get.calls(2000, 2000, 0, 50, 1500), 2000);
+        assert_eq!(EditCheck::List.calls(5, 5, 0, 50, 1500), 1);
         // The physical limit is 1,500 incidents an hour (one PATCH each). With listings, 1,339
         // of them fit in the hourly quota; with a GET each, 750.
         let calls =
-            |incidents: usize| incidents + EditCheck::Auto.calls(incidents, incidents, 50, 1500);
+            |incidents: usize| incidents + EditCheck::Auto.calls(incidents, incidents, 0, 50, 1500);
         assert!(calls(750) <= 1500);
         assert!(calls(1339) <= 1500);
         assert!(calls(1340) > 1500);
-        assert!(EditCheck::Get.calls(751, 751, 50, 1500) + 751 > 1500);
+        assert!(EditCheck::Get.calls(751, 751, 0, 50, 1500) + 751 > 1500);
+        // The plan's own reads count in the hour: 700 incidents fit with a GET each, unless
+        // reading them took 101 calls or more.
+        assert_eq!(EditCheck::Auto.resolve(700, 700, 100, 1500), EditCheck::Get);
+        assert_eq!(
+            EditCheck::Auto.resolve(700, 700, 101, 1500),
+            EditCheck::List
+        );
     }
 }
