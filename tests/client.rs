@@ -723,17 +723,22 @@ async fn list_pages_through_250_incidents() {
     assert_eq!(client.stats().list, 3);
 }
 
-#[tokio::test]
-async fn list_follows_the_next_link() {
-    let server = MockServer::start().await;
-    let next = format!("{}/api/incidents?page=2", server.uri());
+/// A second page (incident 2) at `?page=2`; returns its address, for an `@odata.nextLink`.
+async fn mount_second_page(server: &MockServer) -> String {
     Mock::given(method("GET"))
         .and(path("/api/incidents"))
         .and(query_param("page", "2"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [incident(2)]})))
         .with_priority(1)
-        .mount(&server)
+        .mount(server)
         .await;
+    format!("{}/api/incidents?page=2", server.uri())
+}
+
+#[tokio::test]
+async fn list_follows_the_next_link() {
+    let server = MockServer::start().await;
+    let next = mount_second_page(&server).await;
     Mock::given(method("GET"))
         .and(path("/api/incidents"))
         .respond_with(
@@ -758,14 +763,7 @@ async fn list_follows_the_next_link() {
 #[tokio::test]
 async fn listing_changes_since_follows_next_links_and_keeps_to_its_page_budget() {
     let server = MockServer::start().await;
-    let next = format!("{}/api/incidents?page=2", server.uri());
-    Mock::given(method("GET"))
-        .and(path("/api/incidents"))
-        .and(query_param("page", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [incident(2)]})))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    let next = mount_second_page(&server).await;
     Mock::given(method("GET"))
         .and(path("/api/incidents"))
         .and(query_param(
