@@ -335,10 +335,7 @@ async fn a_second_401_after_a_refresh_is_reported_not_retried() {
         .respond_with(token_answer("tok-any", 3599))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401))
-        .mount(&server)
-        .await;
+    always(&server, "GET", 401).await;
     let clock = Arc::new(VirtualClock::new(wall_start()));
     let client = Client::new(config(&server, &clock), secret_credentials(&server)).unwrap();
 
@@ -352,10 +349,7 @@ async fn a_second_401_after_a_refresh_is_reported_not_retried() {
 #[tokio::test]
 async fn a_401_with_a_ready_token_is_reported_without_retrying() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401))
-        .mount(&server)
-        .await;
+    always(&server, "GET", 401).await;
     let (client, _clock) = client(&server);
 
     let error = client.get(1).await.unwrap_err();
@@ -407,10 +401,7 @@ async fn server_error_on_get_is_retried_with_backoff() {
 #[tokio::test]
 async fn server_errors_on_get_stop_after_the_attempt_limit() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
+    always(&server, "GET", 503).await;
     let (client, _clock) = client(&server);
 
     let error = client.get(1).await.unwrap_err();
@@ -545,10 +536,7 @@ fn comment_update() -> IncidentUpdate {
 #[tokio::test]
 async fn ambiguous_patch_failure_whose_comment_landed_is_not_resent() {
     let server = MockServer::start().await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&server)
-        .await;
+    always(&server, "PATCH", 500).await;
     let mut landed = incident(5);
     landed["status"] = json!("Resolved");
     landed["comments"] = json!([{"comment": "pen testing", "createdBy": "app"}]);
@@ -582,10 +570,7 @@ async fn ambiguous_patch_failure_resends_only_the_fields_that_did_not_land() {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(502))
-        .mount(&server)
-        .await;
+    always(&server, "PATCH", 502).await;
     let mut partly = incident(5);
     partly["comments"] = json!([{"comment": "pen testing"}]);
     Mock::given(method("GET"))
@@ -635,10 +620,7 @@ async fn ambiguous_patch_timeout_rereads_before_resending() {
 #[tokio::test]
 async fn patch_if_unchanged_refuses_to_overwrite_someone_elses_edit() {
     let server = MockServer::start().await;
-    Mock::given(method("PATCH"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&server)
-        .await;
+    always(&server, "PATCH", 500).await;
     let mut edited = incident(5);
     edited["lastUpdateTime"] = json!("2026-12-04T09:59:00Z");
     edited["assignedTo"] = json!("someone@contoso.com");
@@ -721,6 +703,14 @@ async fn list_pages_through_250_incidents() {
     let ids: Vec<u64> = all.iter().map(|i| i.incident_id).collect();
     assert_eq!(ids, (0..250).collect::<Vec<_>>());
     assert_eq!(client.stats().list, 3);
+}
+
+/// Every `method` request to `server` is answered `status`, with no body.
+async fn always(server: &MockServer, method_name: &str, status: u16) {
+    Mock::given(method(method_name))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(server)
+        .await;
 }
 
 /// A second page (incident 2) at `?page=2`; returns its address, for an `@odata.nextLink`.

@@ -145,6 +145,17 @@ struct Setup {
 }
 
 impl Setup {
+    /// No faults but a fixed latency on every answer (keeps requests in flight).
+    fn with_latency(seed: u64, latency: &str) -> Setup {
+        Setup {
+            faults: Faults {
+                latency: Latency::parse(latency).unwrap(),
+                ..Faults::default()
+            },
+            ..Setup::quiet(seed)
+        }
+    }
+
     fn quiet(seed: u64) -> Setup {
         Setup {
             faults: Faults::default(),
@@ -562,18 +573,8 @@ fn kill_points(workload: &Workload) -> Vec<KillPoint> {
 async fn kill_and_resume(seed: u64, point_index: usize) -> String {
     let workload = Workload::new(100, seed, 4);
     let point = kill_points(&workload).swap_remove(point_index);
-    let emulator = start(
-        &workload,
-        Setup {
-            // Keeps requests in flight at the moment of the kill.
-            faults: Faults {
-                latency: Latency::parse("20ms").unwrap(),
-                ..Faults::default()
-            },
-            ..Setup::quiet(seed)
-        },
-    )
-    .await;
+    // Latency keeps requests in flight at the moment of the kill.
+    let emulator = start(&workload, Setup::with_latency(seed, "20ms")).await;
     let url = emulator.url();
     let mut child = incidentops(workload.repo.path(), &url, &["apply", "--auto-approve"])
         .spawn()
@@ -641,17 +642,7 @@ fn listed(stderr: &str, label: &str) -> BTreeSet<u64> {
 
 async fn ctrl_c_run(seed: u64) -> String {
     let workload = Workload::new(60, seed, 3);
-    let emulator = start(
-        &workload,
-        Setup {
-            faults: Faults {
-                latency: Latency::parse("30ms").unwrap(),
-                ..Faults::default()
-            },
-            ..Setup::quiet(seed)
-        },
-    )
-    .await;
+    let emulator = start(&workload, Setup::with_latency(seed, "30ms")).await;
     let url = emulator.url();
     let mut child = incidentops(workload.repo.path(), &url, &["apply", "--auto-approve"])
         .spawn()
@@ -771,17 +762,7 @@ fn edit_as_someone_else(emulator: &Emulator, victims: impl Iterator<Item = u64>)
 
 async fn edits_during_apply(seed: u64, saved_plan: bool) -> String {
     let workload = Workload::new(60, seed, 3);
-    let emulator = start(
-        &workload,
-        Setup {
-            faults: Faults {
-                latency: Latency::parse("20ms").unwrap(),
-                ..Faults::default()
-            },
-            ..Setup::quiet(seed)
-        },
-    )
-    .await;
+    let emulator = start(&workload, Setup::with_latency(seed, "20ms")).await;
     let url = emulator.url();
     let args: &[&str] = if saved_plan {
         let plan = run(incidentops(
@@ -934,14 +915,7 @@ async fn apply_in_process(
 async fn listing_check_reports_edits_made_before_it_and_writes_none_of_them() {
     use incidentops::apply::{EditCheck, Options};
     let workload = Workload::new(60, 1, 3);
-    let setup = Setup {
-        faults: Faults {
-            latency: Latency::parse("20ms").unwrap(),
-            ..Faults::default()
-        },
-        ..Setup::quiet(1)
-    };
-    let emulator = start(&workload, setup).await;
+    let emulator = start(&workload, Setup::with_latency(1, "20ms")).await;
     let plan = saved_plan(&workload, &emulator.url()).await;
     let client = library_client(&emulator);
     reread(&client, &plan).await;

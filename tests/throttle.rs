@@ -156,7 +156,7 @@ async fn a_429_pause_blocks_every_task_sharing_the_throttle() {
         })
     };
     // Paused time: this moves the virtual clock on 10 s, it does not wait.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
     // Another task is told to wait 120 s.
     throttle.pause_for(Duration::from_secs(120));
     assert!(throttle.paused_until().is_some());
@@ -300,7 +300,7 @@ async fn a_reservation_holds_a_slot_and_counts_from_its_stamp() {
     let held = throttle.try_reserve(CallKind::Patch).expect("given back");
 
     // Sent 30 s after it was taken: its minute runs from then.
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::advance(Duration::from_secs(30)).await;
     held.stamp();
     throttle.acquire(CallKind::Patch).await; // the first call's slot freed at 61 s
     assert_eq!(Instant::now() - start, PACED_MINUTE);
@@ -341,7 +341,7 @@ async fn a_reservation_given_back_wakes_the_waiters() {
         }
     });
     tokio::task::yield_now().await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
     drop(held);
     assert_eq!(waiter.await.unwrap() - start, Duration::from_secs(5));
 }
